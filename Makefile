@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first, pinned: a plain `torch` requirement would resolve to a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,plot]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: $(STAMP) lint
+	$(PY) -m pytest src tests --cov=l0 --cov-report=term:skip-covered
+
+demo: $(STAMP)
+	$(PY) -m l0 demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/gates_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .coverage build src/*.egg-info

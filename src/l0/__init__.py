@@ -1,0 +1,53 @@
+"""L0 regularization with Hard Concrete gates (Louizos, Welling & Kingma 2017).
+
+Sparse survey calibration, neural-network sparsification and learned selection, built on one
+Hard Concrete core (:mod:`l0.functional`). The names below are those of l0-python 0.6.x plus the
+new ones; see the README for a tour.
+"""
+
+from . import functional
+from .distributions import HardConcreteDistribution
+from .gates import HardConcrete, L0Gate
+from .layers import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP, prune_model
+from .penalties import (
+    PenaltyTracker,
+    compute_l0_penalty,
+    compute_l0l2_penalty,
+    compute_l2_penalty,
+    get_active_parameter_count,
+    get_sparsity_stats,
+)
+from .schedules import SparsityController, TemperatureScheduler, update_temperatures
+from .selection import FeatureGate, HybridGate, SampleGate
+from .sparse import SparseL0Linear
+
+__version__ = "0.7.0.dev0"
+
+__all__ = [
+    # core
+    "functional",
+    "HardConcrete",
+    "HardConcreteDistribution",
+    "L0Gate",
+    # layers
+    "L0Linear",
+    "L0Conv2d",
+    "L0DepthwiseConv2d",
+    "SparseMLP",
+    "prune_model",
+    "SparseL0Linear",
+    # selection
+    "SampleGate",
+    "FeatureGate",
+    "HybridGate",
+    # penalties and schedules
+    "compute_l0_penalty",
+    "compute_l2_penalty",
+    "compute_l0l2_penalty",
+    "get_sparsity_stats",
+    "get_active_parameter_count",
+    "PenaltyTracker",
+    "TemperatureScheduler",
+    "update_temperatures",
+    "SparsityController",
+]

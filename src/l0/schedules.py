@@ -1,0 +1,180 @@
+"""Schedules of the training step: temperature annealing and a sparsity (budget) controller.
+
+``anneal`` is a pure function of the progress; :class:`TemperatureScheduler` and
+:func:`update_temperatures` are the 0.6.x names. :class:`SparsityController` replaces guessing
+the L0 strength: it drives the expected number of open gates to a budget with a Lagrange
+multiplier (constrained L0, as in structured pruning of language models).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ._validation import check_choice, check_int, check_real
+from .gates import HardConcrete
+
+__all__ = ["anneal", "TemperatureScheduler", "update_temperatures", "SparsityController"]
+
+SCHEDULES = ("linear", "exponential", "cosine")
+
+
+def anneal(progress: float, start: float, end: float, schedule: str = "exponential") -> float:
+    """Value at ``progress`` in ``[0, 1]`` (clipped) of a schedule from ``start`` to ``end``.
+
+    Examples
+    --------
+    >>> anneal(0.5, 1.0, 0.01)
+    0.1
+    >>> anneal(0.5, 2.0, 0.0, "linear"), anneal(1.0, 2.0, 0.5, "cosine")
+    (1.0, 0.5)
+    """
+    check_choice("schedule", schedule, SCHEDULES)
+    p = min(max(float(progress), 0.0), 1.0)
+    if schedule == "linear":
+        value = start + (end - start) * p
+    elif schedule == "exponential":
+        value = math.exp(math.log(start) + (math.log(end) - math.log(start)) * p)
+    else:
+        value = end + (start - end) * (1.0 + math.cos(math.pi * p)) / 2.0
+    return round(value, 12)
+
+
+class TemperatureScheduler:
+    """Temperature annealed from ``initial_temp`` to ``final_temp`` over ``anneal_epochs``.
+
+    Parameters
+    ----------
+    initial_temp, final_temp : float, default 2.0, 0.1
+        Temperatures (> 0) at epoch 0 and from ``anneal_epochs`` on.
+    anneal_epochs : int, default 100
+        Length of the annealing (>= 1).
+    schedule : {"exponential", "linear", "cosine"}, default "exponential"
+
+    Raises
+    ------
+    ValueError, TypeError
+        On a non-positive temperature or epoch count or an unknown schedule (at construction;
+        0.6.x raised only when ``get_temperature`` was first called).
+
+    Examples
+    --------
+    >>> s = TemperatureScheduler(1.0, 0.1, anneal_epochs=10)
+    >>> [round(s.get_temperature(e), 4) for e in (0, 5, 10, 99)]
+    [1.0, 0.3162, 0.1, 0.1]
+    """
+
+    def __init__(
+        self,
+        initial_temp: float = 2.0,
+        final_temp: float = 0.1,
+        anneal_epochs: int = 100,
+        schedule: str = "exponential",
+    ) -> None:
+        self.initial_temp = check_real("initial_temp", initial_temp, low=0.0, low_open=True)
+        self.final_temp = check_real("final_temp", final_temp, low=0.0, low_open=True)
+        self.anneal_epochs = check_int("anneal_epochs", anneal_epochs, low=1)
+        self.schedule = check_choice("schedule", schedule, SCHEDULES)
+
+    def get_temperature(self, epoch: int) -> float:
+        """Temperature at ``epoch`` (>= 0)."""
+        epoch = check_int("epoch", epoch, low=0)
+        return anneal(epoch / self.anneal_epochs, self.initial_temp, self.final_temp,
+                      self.schedule)
+
+    def __repr__(self) -> str:
+        return (
+            f"TemperatureScheduler(initial_temp={self.initial_temp}, final_temp={self.final_temp}, "
+            f"anneal_epochs={self.anneal_epochs}, schedule={self.schedule!r})"
+        )
+
+
+def update_temperatures(model: nn.Module, temperature: float) -> int:
+    """Set the temperature of every Hard Concrete gate in ``model`` (layers and standalone gates).
+
+    Returns the number of gate modules updated.
+
+    Examples
+    --------
+    >>> from l0 import L0Linear, SampleGate
+    >>> import torch
+    >>> model = torch.nn.Sequential(L0Linear(3, 2), L0Linear(2, 1))
+    >>> update_temperatures(model, 0.2), model[0].weight_gates.temperature
+    (2, 0.2)
+    """
+    temperature = check_real("temperature", temperature, low=0.0, low_open=True)
+    gates = [m for m in model.modules() if isinstance(m, HardConcrete)]
+    for gate in gates:
+        gate.temperature = temperature
+    return len(gates)
+
+
+class SparsityController:
+    """Lagrange multipliers that drive an expected L0 count to a budget.
+
+    Add :meth:`penalty` of the expected count to the loss that the model minimises and call
+    :meth:`step` after each optimiser step: the multipliers rise while the count is above the
+    target (and, with ``mode="equal"``, fall while it is below), so the count settles at the
+    target without a hand-tuned L0 strength. The constraint is scaled by ``total`` so that ``lr``
+    needs no tuning with the problem size.
+
+    The penalty is :math:`\\lambda_1 c + \\lambda_2 c^2` with :math:`c = (E - t)/n`; with
+    ``mode="at_most"`` :math:`\\lambda_1 \\ge 0` and only :math:`\\max(c, 0)^2` is squared.
+
+    Parameters
+    ----------
+    target : float
+        Budget :math:`t` (number of open gates or parameters), ``0 <= target <= total``.
+    total : float
+        Number of gates or parameters in all (the scale :math:`n`).
+    lr : float, default 0.05
+        Step size of the multipliers' gradient ascent.
+    mode : {"equal", "at_most"}, default "equal"
+
+    Examples
+    --------
+    >>> import torch
+    >>> ctl = SparsityController(target=10, total=100)
+    >>> ctl.step(torch.tensor(60.0)); ctl.lambdas
+    (0.025, 0.0125)
+    """
+
+    def __init__(self, target: float, total: float, lr: float = 0.05, mode: str = "equal") -> None:
+        self.total = check_real("total", total, low=0.0, low_open=True)
+        self.target = check_real("target", target, low=0.0, high=self.total)
+        self.lr = check_real("lr", lr, low=0.0, low_open=True)
+        self.mode = check_choice("mode", mode, ("equal", "at_most"))
+        self.lambda1 = 0.0
+        self.lambda2 = 0.0
+
+    @property
+    def lambdas(self) -> tuple[float, float]:
+        return (round(self.lambda1, 12), round(self.lambda2, 12))
+
+    def violation(self, expected: Tensor | float) -> Tensor:
+        """Scaled constraint :math:`c = (E - t)/n`."""
+        return (torch.as_tensor(expected) - self.target) / self.total
+
+    def penalty(self, expected: Tensor) -> Tensor:
+        """Differentiable Lagrangian term to add to the loss."""
+        c = self.violation(expected)
+        squared = c.clamp(min=0.0) ** 2 if self.mode == "at_most" else c**2
+        return self.lambda1 * c + self.lambda2 * squared
+
+    def step(self, expected: Tensor | float) -> None:
+        """One ascent step of the multipliers for the current expected count."""
+        c = float(self.violation(torch.as_tensor(expected).detach()))
+        self.lambda1 += self.lr * c
+        if self.mode == "at_most":
+            self.lambda1 = max(self.lambda1, 0.0)
+            c = max(c, 0.0)
+        self.lambda2 += self.lr * c * c
+
+    def state_dict(self) -> dict[str, float]:
+        return {"lambda1": self.lambda1, "lambda2": self.lambda2}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.lambda1 = float(state["lambda1"])
+        self.lambda2 = float(state["lambda2"])
