@@ -120,8 +120,11 @@ class SparsityController:
     target without a hand-tuned L0 strength. The constraint is scaled by ``total`` so that ``lr``
     needs no tuning with the problem size.
 
-    The penalty is :math:`\\lambda_1 c + \\lambda_2 c^2` with :math:`c = (E - t)/n`; with
-    ``mode="at_most"`` :math:`\\lambda_1 \\ge 0` and only :math:`\\max(c, 0)^2` is squared.
+    The penalty is the augmented Lagrangian :math:`\\lambda c + \\rho c^2` with
+    :math:`c = (E - t)/n`: the multiplier :math:`\\lambda` integrates the violation (gradient ascent
+    with step ``lr``) and the fixed quadratic term damps the oscillation that a bare multiplier
+    shows. With ``mode="at_most"``, :math:`\\lambda \\ge 0` and only :math:`\\max(c, 0)^2` is
+    squared.
 
     Parameters
     ----------
@@ -130,28 +133,38 @@ class SparsityController:
     total : float
         Number of gates or parameters in all (the scale :math:`n`).
     lr : float, default 0.05
-        Step size of the multipliers' gradient ascent.
+        Step size of the multiplier's gradient ascent.
+    rho : float, default 10.0
+        Weight of the quadratic (damping) term.
     mode : {"equal", "at_most"}, default "equal"
 
     Examples
     --------
     >>> import torch
     >>> ctl = SparsityController(target=10, total=100)
-    >>> ctl.step(torch.tensor(60.0)); ctl.lambdas
-    (0.025, 0.0125)
+    >>> ctl.step(torch.tensor(60.0)); ctl.multiplier
+    0.025
     """
 
-    def __init__(self, target: float, total: float, lr: float = 0.05, mode: str = "equal") -> None:
+    def __init__(
+        self,
+        target: float,
+        total: float,
+        lr: float = 0.05,
+        rho: float = 10.0,
+        mode: str = "equal",
+    ) -> None:
         self.total = check_real("total", total, low=0.0, low_open=True)
         self.target = check_real("target", target, low=0.0, high=self.total)
         self.lr = check_real("lr", lr, low=0.0, low_open=True)
+        self.rho = check_real("rho", rho, low=0.0)
         self.mode = check_choice("mode", mode, ("equal", "at_most"))
-        self.lambda1 = 0.0
-        self.lambda2 = 0.0
+        self._multiplier = 0.0
 
     @property
-    def lambdas(self) -> tuple[float, float]:
-        return (round(self.lambda1, 12), round(self.lambda2, 12))
+    def multiplier(self) -> float:
+        """The current Lagrange multiplier :math:`\\lambda`."""
+        return round(self._multiplier, 12)
 
     def violation(self, expected: Tensor | float) -> Tensor:
         """Scaled constraint :math:`c = (E - t)/n`."""
@@ -161,20 +174,17 @@ class SparsityController:
         """Differentiable Lagrangian term to add to the loss."""
         c = self.violation(expected)
         squared = c.clamp(min=0.0) ** 2 if self.mode == "at_most" else c**2
-        return self.lambda1 * c + self.lambda2 * squared
+        return self._multiplier * c + self.rho * squared
 
     def step(self, expected: Tensor | float) -> None:
-        """One ascent step of the multipliers for the current expected count."""
+        """One ascent step of the multiplier for the current expected count."""
         c = float(self.violation(torch.as_tensor(expected).detach()))
-        self.lambda1 += self.lr * c
+        self._multiplier += self.lr * c
         if self.mode == "at_most":
-            self.lambda1 = max(self.lambda1, 0.0)
-            c = max(c, 0.0)
-        self.lambda2 += self.lr * c * c
+            self._multiplier = max(self._multiplier, 0.0)
 
     def state_dict(self) -> dict[str, float]:
-        return {"lambda1": self.lambda1, "lambda2": self.lambda2}
+        return {"multiplier": self._multiplier}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
-        self.lambda1 = float(state["lambda1"])
-        self.lambda2 = float(state["lambda2"])
+        self._multiplier = float(state["multiplier"])

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ._validation import check_choice, check_int, check_real
 from .gates import L0Gate
-from .schedules import SparsityController
+from .schedules import SparsityController, anneal
 
 __all__ = ["SampleGate", "FeatureGate", "HybridGate"]
 
@@ -284,7 +284,9 @@ class FeatureGate(L0Gate):
         must lower the loss by about ``lambda_l0 / n_features`` to stay); a
         :class:`~l0.schedules.SparsityController` keeps the expected count at most
         ``max_features``. The fitted model is kept as ``coef_`` and ``intercept_`` (on the
-        standardised scale, see ``x_mean_`` and ``x_scale_``). Training continues from the current
+        standardised scale, see ``x_mean_`` and ``x_scale_``). The temperature is annealed from
+        ``max(temperature, 2/3)`` down to the gate's own over the first half of the epochs, to
+        explore before committing. Training continues from the current
         logits; the module is left in eval mode.
         """
         task = check_choice("task", task, ("regression", "classification"))
@@ -312,8 +314,12 @@ class FeatureGate(L0Gate):
         gen = _generator(seed)
         controller = SparsityController(self.max_features, self.n_features, mode="at_most")
         optimizer = torch.optim.Adam([self.gates.log_alpha, coef, intercept], lr=lr)
+        final_temperature = self.gates.temperature
         self.train()
-        for _ in range(epochs):
+        for epoch in range(epochs):
+            # explore at a higher temperature first, end at the gate's own temperature
+            self.gates.temperature = anneal(2 * epoch / epochs, max(final_temperature, 2 / 3),
+                                            final_temperature)
             pred = x @ (coef * self.gates.sample(gen).to(torch.float64)) + intercept
             if task == "regression":
                 fit_loss = TF.mse_loss(pred, t)

@@ -1,0 +1,95 @@
+import pytest
+import torch
+from torch import nn
+
+from l0 import (
+    HardConcrete,
+    L0Conv2d,
+    L0Gate,
+    L0Linear,
+    PenaltyTracker,
+    SampleGate,
+    compute_l0_penalty,
+    compute_l0l2_penalty,
+    compute_l2_penalty,
+    get_active_parameter_count,
+    get_sparsity_stats,
+    update_temperatures,
+)
+
+
+class Mixed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = L0Linear(4, 3)
+        self.conv = L0Conv2d(1, 2, 3, structured=True)
+        self.row_gate = SampleGate(10, 5)
+        self.free_gate = HardConcrete(7)
+        self.plain = nn.Linear(3, 3)
+        self.nested = nn.Sequential(L0Gate(4))
+
+
+def test_l0_penalty_counts_every_gate_once_wherever_it_lives():
+    model = Mixed()
+    expected = (model.fc.get_l0_penalty() + model.conv.get_l0_penalty()
+                + model.row_gate.get_penalty() + model.free_gate.get_penalty()
+                + model.nested[0].get_penalty())
+    torch.testing.assert_close(compute_l0_penalty(model), expected)
+    model.shared = model.free_gate  # the same gate twice counts once
+    torch.testing.assert_close(compute_l0_penalty(model), expected)
+
+
+def test_l2_penalty_squares_weights_never_gate_logits():
+    model = Mixed()
+    expected = sum((m.weight ** 2).sum() for m in (model.fc, model.conv, model.plain))
+    torch.testing.assert_close(compute_l2_penalty(model), expected)
+
+
+def test_l0l2_combination_and_validation():
+    model = Mixed()
+    torch.testing.assert_close(compute_l0l2_penalty(model, 0.1, 0.01),
+                               0.1 * compute_l0_penalty(model) + 0.01 * compute_l2_penalty(model))
+    with pytest.raises(ValueError, match="`l0_lambda` must be a float >= 0.0; got -1.0."):
+        compute_l0l2_penalty(model, l0_lambda=-1)
+    with pytest.raises(TypeError, match="`model` must be a torch.nn.Module; got list."):
+        compute_l0_penalty([])
+
+
+def test_update_temperatures_reaches_every_gate():
+    model = Mixed()
+    assert update_temperatures(model, 0.123) == 5
+    temps = {m.temperature for m in model.modules() if isinstance(m, HardConcrete)}
+    assert temps == {0.123}
+    with pytest.raises(ValueError):
+        update_temperatures(model, 0.0)
+
+
+def test_sparsity_stats_and_active_parameter_count():
+    model = Mixed()
+    with torch.no_grad():
+        model.conv.channel_gates.qz_logits.copy_(torch.tensor([10.0, -10.0]))
+        model.fc.weight_gates.qz_logits.fill_(10.0)
+    stats = get_sparsity_stats(model)
+    assert stats["conv"]["total_params"] == 2 * 10
+    assert stats["conv"]["test_time_active"] == 10
+    assert stats["fc"]["total_params"] == 12
+    assert set(stats) >= {"fc", "conv", "row_gate.gates", "free_gate", "nested.0.gates"}
+    assert stats["free_gate"]["total_params"] == 7
+    # fc: 12 weights open + 3 ungated biases; conv: one channel open (9 weights + bias)
+    assert get_active_parameter_count(model) == 12 + 3 + 10
+
+
+def test_penalty_tracker(tmp_path):
+    tracker = PenaltyTracker()
+    for v in [1.0, torch.tensor(3.0)]:
+        tracker.log("loss", v)
+    tracker.log("l0", 5)
+    assert tracker.get_stats("loss") == {"mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0, "last": 3.0}
+    assert tracker.get_stats("missing") == {}
+    path = tmp_path / "h.csv"
+    tracker.save_to_csv(str(path))
+    assert path.read_text().splitlines()[0] == "loss,l0"
+    fig = tracker.plot_history(save_path=str(tmp_path / "h.png"))
+    assert len(fig.axes) == 2
+    tracker.clear()
+    assert tracker.get_history("loss") == []

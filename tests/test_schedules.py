@@ -1,0 +1,78 @@
+import math
+
+import pytest
+import torch
+
+from l0 import HardConcrete, SparsityController, TemperatureScheduler
+from l0.schedules import anneal
+
+
+@pytest.mark.parametrize("schedule", ["linear", "exponential", "cosine"])
+def test_temperature_schedule_closed_forms(schedule):
+    s = TemperatureScheduler(2.0, 0.1, anneal_epochs=10, schedule=schedule)
+    closed = {
+        "linear": lambda p: 2.0 - 1.9 * p,
+        "exponential": lambda p: math.exp(math.log(2.0) + (math.log(0.1) - math.log(2.0)) * p),
+        "cosine": lambda p: 0.1 + 1.9 * (1 + math.cos(math.pi * p)) / 2,
+    }[schedule]
+    for epoch in range(0, 10):
+        assert s.get_temperature(epoch) == pytest.approx(closed(epoch / 10), rel=1e-10)
+    assert s.get_temperature(10) == 0.1 and s.get_temperature(1000) == 0.1
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"schedule": "step"}, "`schedule` must be one of 'linear', 'exponential', 'cosine'; got 'step'."),
+        ({"initial_temp": 0}, "`initial_temp` must be a float > 0.0; got 0.0."),
+        ({"anneal_epochs": 0}, "`anneal_epochs` must be an int >= 1; got 0."),
+    ],
+)
+def test_scheduler_rejects_bad_arguments_at_construction(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        TemperatureScheduler(**kwargs)
+    assert str(info.value) == message
+    with pytest.raises(ValueError, match="`epoch` must be an int >= 0; got -1."):
+        TemperatureScheduler().get_temperature(-1)
+
+
+def test_anneal_clips_progress():
+    assert anneal(-1, 1.0, 0.5, "linear") == 1.0 and anneal(2, 1.0, 0.5, "linear") == 0.5
+
+
+@pytest.mark.parametrize("target", [200, 300, 400])
+def test_controller_drives_expected_count_to_target(target):
+    gate = HardConcrete(500, init_mean=0.5)
+    value = torch.rand(500, generator=torch.Generator().manual_seed(0))
+    ctl = SparsityController(target, 500, lr=0.5)
+    opt = torch.optim.Adam(gate.parameters(), lr=0.05)
+    for _ in range(800):
+        expected = gate.get_penalty()
+        # a task that wants every gate open (some more than others), fought by the controller
+        loss = -(value * gate.get_active_prob()).mean() + ctl.penalty(expected)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ctl.step(expected)
+    assert abs(gate.get_penalty().item() - target) <= 0.02 * target
+    assert abs(gate.get_num_active() - target) <= 0.1 * target
+
+
+def test_at_most_controller_leaves_a_count_below_budget_alone():
+    ctl = SparsityController(100, 1000, mode="at_most")
+    ctl.step(torch.tensor(50.0))
+    assert ctl.multiplier == 0.0
+    assert float(ctl.penalty(torch.tensor(50.0))) == 0.0
+    ctl.step(200.0)
+    assert ctl.multiplier == pytest.approx(0.05 * 0.1)
+    assert float(ctl.penalty(torch.tensor(200.0))) == pytest.approx(0.005 * 0.1 + 10 * 0.01)
+    other = SparsityController(100, 1000, mode="at_most")
+    other.load_state_dict(ctl.state_dict())
+    assert other.multiplier == ctl.multiplier
+
+
+def test_controller_validation():
+    with pytest.raises(ValueError, match=r"`target` must be a float in \[0.0, 10.0\]; got 11.0."):
+        SparsityController(11, 10)
+    with pytest.raises(ValueError, match="`mode` must be one of 'equal', 'at_most'"):
+        SparsityController(1, 10, mode="less")
