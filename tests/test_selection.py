@@ -141,3 +141,10 @@ def test_feature_gate_fit_keeps_informative_columns_and_drops_noise(seed):
 def test_feature_gate_predict_needs_fit():
     with pytest.raises(RuntimeError, match="call fit first"):
         FeatureGate(3, 2).predict(torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_feature_gate_fit_restores_the_gate_temperature(epochs):
+    gate = FeatureGate(4, 2, temperature=0.1)
+    gate.fit(np.random.default_rng(0).normal(size=(20, 4)), np.arange(20.0), epochs=epochs)
+    assert gate.gates.temperature == 0.1

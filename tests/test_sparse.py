@@ -66,3 +66,18 @@ def test_bad_constructor_arguments():
         SparseL0Linear(3, gamma=0.1)
     with pytest.raises(ValueError, match=r"`init_keep_prob` must be a float in \(0.0, 1.0\); got 1.0."):
         SparseL0Linear(3, init_keep_prob=1.0)
+
+
+def test_torch_sparse_csr_input_is_accepted():
+    X, y, _ = _problem()
+    model = SparseL0Linear(8, seed=0).fit(X, y, epochs=5)
+    csr = torch.sparse_csr_tensor(torch.from_numpy(X.indptr).long(), torch.from_numpy(X.indices).long(),
+                                  torch.from_numpy(X.data).float(), size=X.shape)
+    torch.testing.assert_close(model.predict(csr), model.predict(X))
+
+
+def test_random_seed_errors_name_the_argument():
+    from l0 import HybridGate
+
+    with pytest.raises(ValueError, match="`random_seed` must be an int >= 0; got -1."):
+        HybridGate(10).select(torch.zeros(10), random_seed=-1)

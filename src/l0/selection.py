@@ -16,21 +16,12 @@ import torch
 import torch.nn.functional as TF
 from torch import Tensor, nn
 
+from ._random import local_generator
 from ._validation import check_choice, check_int, check_real
 from .gates import L0Gate
 from .schedules import SparsityController, anneal
 
 __all__ = ["SampleGate", "FeatureGate", "HybridGate"]
-
-
-def _generator(seed: int | None) -> torch.Generator:
-    """A local generator: seeded when ``seed`` is given, else from fresh OS entropy."""
-    gen = torch.Generator()
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(check_int("seed", seed, low=0))
-    return gen
 
 
 def _as_tensor(name: str, data: Any, rows: int | None = None, dim: int = 0) -> Tensor:
@@ -171,7 +162,7 @@ class SampleGate(L0Gate):
             zw = z.to(torch.float64) * w
             return (((zw @ x) / zw.sum().clamp(min=1e-12) - target) / scale) ** 2
 
-        gen = _generator(seed)
+        gen = local_generator(seed)
         controller = SparsityController(self.target_samples, self.n_samples)
         log_alpha = self.gates.log_alpha
         optimizer = torch.optim.Adam([log_alpha], lr=lr)
@@ -311,7 +302,7 @@ class FeatureGate(L0Gate):
             t = (t - self.y_mean_) / self.y_scale_
         coef = torch.zeros(self.n_features, dtype=torch.float64, requires_grad=True)
         intercept = torch.zeros((), dtype=torch.float64, requires_grad=True)
-        gen = _generator(seed)
+        gen = local_generator(seed)
         controller = SparsityController(self.max_features, self.n_features, mode="at_most")
         optimizer = torch.optim.Adam([self.gates.log_alpha, coef, intercept], lr=lr)
         final_temperature = self.gates.temperature
@@ -331,6 +322,7 @@ class FeatureGate(L0Gate):
             loss.backward()
             optimizer.step()
             controller.step(expected)
+        self.gates.temperature = final_temperature
         self.coef_, self.intercept_, self.task_ = coef.detach(), intercept.detach(), task
         return self.eval()
 
@@ -406,12 +398,13 @@ class HybridGate(nn.Module):
         """
         data = _as_tensor("data", data, self.n_items)
         with torch.no_grad():
-            _, l0_idx = self.l0_gate.select_samples(torch.empty(self.n_items, 0))
+            _, l0_idx = self.l0_gate._selected(0.5)
         available = torch.ones(self.n_items, dtype=torch.bool)
         available[l0_idx] = False
         pool = torch.nonzero(available).squeeze(1)
         take = min(self.n_random, pool.numel())
-        perm = torch.randperm(pool.numel(), generator=_generator(random_seed))[:take]
+        gen = local_generator(random_seed, name="random_seed")
+        perm = torch.randperm(pool.numel(), generator=gen)[:take]
         random_idx = pool[perm]
         indices = torch.cat([l0_idx, random_idx])
         is_l0 = torch.cat([torch.ones_like(l0_idx, dtype=torch.bool),

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as F
+from ._random import local_generator
 from ._validation import check_hard_concrete, check_int, check_real
 
 __all__ = ["SparseL0Linear"]
@@ -30,6 +31,9 @@ def _to_torch_matrix(X: Any, n_features: int, device: torch.device) -> Tensor:
                 device=device,
             )
         finite = np.isfinite(csr.data).all()
+    elif isinstance(X, Tensor) and X.layout == torch.sparse_csr:
+        out = X.to(device=device, dtype=torch.float32)
+        finite = bool(torch.isfinite(out.values()).all())
     elif isinstance(X, (np.ndarray, Tensor)):
         out = torch.as_tensor(X, dtype=torch.float32, device=device)
         finite = bool(torch.isfinite(out).all())
@@ -94,11 +98,7 @@ class SparseL0Linear(nn.Module):
         self.fit_intercept = bool(fit_intercept)
         self.device = torch.device(device)
         self.seed = seed
-        self._generator = torch.Generator(device=self.device)
-        if seed is None:
-            self._generator.seed()
-        else:
-            self._generator.manual_seed(check_int("seed", seed, low=0))
+        self._generator = local_generator(seed, device=self.device)
         self.weight = nn.Parameter(torch.zeros(self.n_features, device=self.device))
         self.bias = nn.Parameter(torch.zeros(1, device=self.device)) if fit_intercept else None
         jitter = torch.randn(self.n_features, generator=self._generator, device=self.device)
@@ -115,8 +115,9 @@ class SparseL0Linear(nn.Module):
 
     def forward(self, X: Any, deterministic: bool = False) -> Tensor:
         """Predictions ``X @ (weight * gates) + bias``."""
-        if not (isinstance(X, Tensor) and X.layout == torch.sparse_csr):
-            X = _to_torch_matrix(X, self.n_features, self.device)
+        return self._predict(_to_torch_matrix(X, self.n_features, self.device), deterministic)
+
+    def _predict(self, X: Tensor, deterministic: bool) -> Tensor:
         gates = self.get_deterministic_gates() if deterministic else self._sample_gates()
         y = (X @ (self.weight * gates).unsqueeze(1)).squeeze(1)
         return y + self.bias if self.bias is not None else y
@@ -174,7 +175,7 @@ class SparseL0Linear(nn.Module):
                 self.bias.fill_(float(y.mean()))
         optimizer = torch.optim.Adam([p for p in self.parameters()], lr=lr)
         for epoch in range(epochs):
-            mse = (y - self.forward(X)).pow(2).mean()
+            mse = (y - self._predict(X, deterministic=False)).pow(2).mean()
             l0 = self.get_l0_penalty()
             loss = mse + lambda_reg * l0
             optimizer.zero_grad()
