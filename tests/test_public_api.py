@@ -92,7 +92,8 @@ def test_all_is_complete_and_importable():
         assert hasattr(l0, name), name
     public = {n for n in dir(l0) if not n.startswith("_")} - {"__version__"}
     modules = {"functional", "distributions", "gates", "layers", "penalties", "schedules",
-               "selection", "sparse", "datasets", "cli", "_validation"}
+               "selection", "sparse", "datasets", "cli", "_validation", "calibration",
+               "diagnostics", "_random"}
     assert public - modules <= set(l0.__all__)
 
 

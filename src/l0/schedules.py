@@ -16,7 +16,13 @@ from torch import Tensor, nn
 from ._validation import check_choice, check_int, check_real
 from .gates import HardConcrete
 
-__all__ = ["anneal", "TemperatureScheduler", "update_temperatures", "SparsityController"]
+__all__ = [
+    "anneal",
+    "TemperatureScheduler",
+    "update_temperatures",
+    "SparsityController",
+    "BudgetController",
+]
 
 SCHEDULES = ("linear", "exponential", "cosine")
 
@@ -188,3 +194,73 @@ class SparsityController:
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         self._multiplier = float(state["multiplier"])
+
+
+class BudgetController:
+    r"""A multiplicative PI Lagrange multiplier that drives a count of open gates to a budget.
+
+    The L0 strength :math:`\lambda` that yields a given number of open gates is unknown and can
+    lie anywhere over many orders of magnitude (it depends on the scale of the data loss). This
+    controller adapts it on a log scale. With the excess
+    :math:`x = \mathrm{clip}(\log(E/t), -1, 1)` of the count :math:`E` over the target :math:`t`,
+    an integral term :math:`I \leftarrow I e^{\eta x}` crosses a decade in about
+    :math:`2.3/\eta` steps whatever the scale, and the proportional factor in
+    :math:`\lambda = I e^{k x}` cuts the multiplier at once when the count falls below the
+    budget. The cut matters: a gate that has closed gets no data gradient and rarely reopens, so
+    an overshoot is permanent and the controller must not wind up. Used by the calibration
+    engine (``max_records``); works for any count of gates (call :meth:`step` once per step).
+
+    Parameters
+    ----------
+    target : float
+        Budget :math:`t > 0` (may be lowered between steps, e.g. along a ramp).
+    rate : float, default 0.02
+        :math:`\eta`, log-step of the integral term per call at an excess of a factor ``e``.
+    gain : float, default 20
+        :math:`k`, proportional gain on the log excess.
+    initial : float, default 1e-3
+        Starting multiplier (> 0).
+    floor : float, default 1e-12
+        Smallest multiplier (keeps the log-scale update alive).
+
+    Examples
+    --------
+    >>> ctl = BudgetController(target=10, rate=0.1, gain=0.0, initial=1.0)
+    >>> _ = ctl.step(10 * math.e); round(ctl.multiplier, 4)
+    1.1052
+    >>> _ = ctl.step(10 / math.e); round(ctl.multiplier, 4)
+    1.0
+    """
+
+    def __init__(
+        self,
+        target: float,
+        rate: float = 0.02,
+        gain: float = 20.0,
+        initial: float = 1e-3,
+        floor: float = 1e-12,
+    ) -> None:
+        self.target = check_real("target", target, low=0.0, low_open=True)
+        self.rate = check_real("rate", rate, low=0.0, low_open=True)
+        self.floor = check_real("floor", floor, low=0.0, low_open=True)
+        self.gain = check_real("gain", gain, low=0.0)
+        self.integral = check_real("initial", initial, low=self.floor)
+        self.multiplier = self.integral
+
+    def violation(self, expected: float) -> float:
+        """Log-ratio excess :math:`\\log(E/t)`, clipped to ``[-1, 1]``."""
+        return min(1.0, max(-1.0, math.log(max(float(expected), 1e-12) / self.target)))
+
+    def step(self, expected: Tensor | float) -> float:
+        """Update the multiplier for the current expected count and return it."""
+        excess = self.violation(float(torch.as_tensor(expected).detach()))
+        self.integral = max(self.floor, self.integral * math.exp(self.rate * excess))
+        self.multiplier = max(self.floor, self.integral * math.exp(self.gain * excess))
+        return self.multiplier
+
+    def state_dict(self) -> dict[str, float]:
+        return {"multiplier": self.multiplier, "integral": self.integral}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.multiplier = float(state["multiplier"])
+        self.integral = float(state["integral"])

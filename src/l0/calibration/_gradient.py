@@ -1,0 +1,203 @@
+r"""The L0 gradient engine: Adam on log-weight ratios and gate logits, with analytic gradients.
+
+A record's weight is :math:`w_j = d_j e^{\theta_j} z_j` with design weight :math:`d_j`, log-ratio
+:math:`\theta_j` and a Hard Concrete gate :math:`z_j` (logit :math:`\log\alpha_j`). One epoch draws
+the gates, forms the estimates :math:`Mw` (one product), takes the loss gradient with respect to
+the estimates from :class:`~l0.calibration._objective.Objective`, pulls it back with one
+:math:`M^\top` product and applies the chain rule by hand:
+
+.. math::
+
+    \partial L/\partial\theta_j = g_j w_j,\qquad
+    \partial L/\partial\log\alpha_j = g_j d_j e^{\theta_j}\,\partial z_j/\partial\log\alpha_j
+        + \lambda\, p_j(1 - p_j),
+
+with :math:`g = M^\top \partial L/\partial\hat y` and :math:`p_j = P(z_j \ne 0)`. Everything else
+is O(N) vector work in float64. No autograd, so no graph and no float32 COO copy of ``M``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import functional as F
+from ._objective import Objective
+from ._problem import CalibrationProblem
+
+__all__ = ["EngineSettings", "GradientEngine", "DivergenceError"]
+
+
+class DivergenceError(FloatingPointError):
+    """A fit stopped because its loss or parameters stopped being finite."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Hyper-parameters of the gradient engine (validated by the caller)."""
+
+    lr: float = 0.05
+    l0_weight: float = 0.0  # multiplies the expected number of open gates
+    l2_weight: float = 0.0  # legacy absolute L2: multiplies sum(w_open^2), w_open = d e^theta
+    closeness: float = 0.0  # multiplies sum(d (e^theta - 1)^2) / sum(d)
+    temperature: float = 2 / 3
+    gamma: float = F.GAMMA
+    zeta: float = F.ZETA
+    use_gates: bool = True
+
+
+def _adam(params: list[Tensor], lr: float) -> torch.optim.Adam:
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):  # pragma: no cover - torch without fused CPU Adam
+        return torch.optim.Adam(params, lr=lr)
+
+
+class GradientEngine:
+    """Epochs of stochastic L0 training on one problem; its state can be saved and restored.
+
+    Parameters
+    ----------
+    problem : CalibrationProblem
+    backend : ScipyBackend or TorchBackend
+        Provides ``matvec`` and ``rmatvec``.
+    theta, log_alpha : Tensor
+        Leaf tensors (float64, ``requires_grad=True``) updated in place; the caller owns them.
+    generator : torch.Generator
+        Source of the gate noise.
+    settings : EngineSettings
+    """
+
+    def __init__(
+        self,
+        problem: CalibrationProblem,
+        backend: Any,
+        theta: Tensor,
+        log_alpha: Tensor,
+        generator: torch.Generator,
+        settings: EngineSettings,
+    ) -> None:
+        self.problem = problem
+        self.backend = backend
+        self.settings = settings
+        self.objective = Objective(problem, backend.device)
+        self.theta = theta
+        self.log_alpha = log_alpha
+        self.generator = generator
+        device = theta.device
+        self.design = torch.tensor(problem.design, dtype=torch.float64, device=device)
+        self._design_share = self.design / self.design.sum()
+        low, high = problem.bounds
+        self._theta_bounds = (
+            math.log(low) if low > 0 else -math.inf,
+            math.log(high) if math.isfinite(high) else math.inf,
+        )
+        params = [theta, log_alpha] if settings.use_gates else [theta]
+        self.optimizer = _adam(params, settings.lr)
+        self.epoch = 0
+        self.l0_weight = settings.l0_weight
+
+    # ---------------------------------------------------------------- weights
+    def open_weights(self) -> Tensor:
+        """:math:`d e^{\\theta}`: the weight each record has when its gate is open."""
+        return self.design * torch.exp(self.theta.detach())
+
+    def deterministic_gates(self) -> Tensor:
+        if not self.settings.use_gates:
+            return torch.ones_like(self.design)
+        s = self.settings
+        return F.deterministic_gate(self.log_alpha.detach(), s.temperature, s.gamma, s.zeta)
+
+    def count_open(self) -> int:
+        """Number of gates open at test time (cheap: a threshold on the logits)."""
+        if not self.settings.use_gates:
+            return self.design.numel()
+        return int((self.deterministic_gates() > 0).sum())
+
+    def expected_open(self) -> Tensor:
+        s = self.settings
+        return F.prob_nonzero(self.log_alpha.detach(), s.temperature, s.gamma, s.zeta)
+
+    # ---------------------------------------------------------------- one epoch
+    def step(self) -> tuple[float, float]:
+        """One epoch; returns (data loss, expected number of open gates) before the update."""
+        s = self.settings
+        base = self.open_weights()
+        if s.use_gates:
+            noise = torch.rand(base.shape, generator=self.generator, dtype=base.dtype,
+                               device=base.device)
+            gate = F.sample_hard_concrete(self.log_alpha.detach(), noise, s.temperature, s.gamma,
+                                          s.zeta)
+            weights = base * gate
+        else:
+            weights = base
+        loss, grad_estimates = self.objective(self.backend.matvec(weights))
+        if not math.isfinite(loss):
+            raise DivergenceError(
+                f"the calibration loss became {loss} at epoch {self.epoch}: the weights overflowed. "
+                f"Lower `lr` (now {s.lr}) or use a relative loss; the parameters are those of the "
+                "last finite epoch."
+            )
+        grad_weights = self.backend.rmatvec(grad_estimates)
+        grad_theta = grad_weights * weights
+        if s.l2_weight:
+            grad_theta += (2.0 * s.l2_weight) * base * base
+        if s.closeness:
+            ratio = base / self.design
+            grad_theta += (2.0 * s.closeness) * self._design_share * (ratio - 1.0) * ratio
+        self.theta.grad = grad_theta
+        expected = 0.0
+        if s.use_gates:
+            p = self.expected_open()
+            expected = float(p.sum())
+            grad_alpha = grad_weights * base * F.sample_gradient(gate, s.temperature, s.gamma,
+                                                                 s.zeta)
+            if self.l0_weight:
+                grad_alpha += self.l0_weight * p * (1.0 - p)
+            self.log_alpha.grad = grad_alpha
+        self.optimizer.step()
+        with torch.no_grad():
+            if math.isfinite(self._theta_bounds[0]) or math.isfinite(self._theta_bounds[1]):
+                self.theta.clamp_(*self._theta_bounds)
+            if s.use_gates:
+                self.log_alpha.clamp_(-F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
+        self.epoch += 1
+        return loss, expected
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(self) -> dict[str, float]:
+        """Loss and errors of the deterministic (test-time) weights."""
+        weights = self.open_weights() * self.deterministic_gates()
+        estimates = self.backend.matvec(weights)
+        errors = np.abs(self.problem.relative_errors(estimates.cpu().numpy()))
+        return {
+            "deterministic_loss": self.objective.loss(estimates),
+            "mean_error": float(errors.mean()),
+            "max_error": float(errors.max()),
+            "n_open": int((weights > 0).sum()),
+        }
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "theta": self.theta.detach().clone(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "l0_weight": self.l0_weight,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.theta.copy_(state["theta"])
+            self.log_alpha.copy_(state["log_alpha"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.epoch = int(state["epoch"])
+        self.l0_weight = float(state["l0_weight"])

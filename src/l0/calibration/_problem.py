@@ -1,0 +1,256 @@
+"""Validate and normalise a calibration problem once, into one immutable object.
+
+Every solver (the L0 gradient engine now; exact, linear, raking and logit later) takes a
+:class:`CalibrationProblem`, so checks, warnings and the loss weights are written once.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._validation import check_choice, check_real, fail
+from ._matrix import as_csr, as_vector
+
+__all__ = ["CalibrationProblem", "LOSSES", "build_problem", "group_codes"]
+
+LOSSES = ("relative", "absolute", "capped")
+
+
+@dataclass(frozen=True, eq=False)
+class CalibrationProblem:
+    """A validated calibration problem: find ``w >= 0`` with ``M @ w`` close to ``y``.
+
+    Attributes
+    ----------
+    M : scipy.sparse.csr_array
+        Targets × records, float64, finite.
+    y : ndarray
+        Target totals.
+    design : ndarray
+        Design weights ``d > 0``; bounds and closeness are on the ratio ``w / d``.
+    scale : ndarray
+        Divisor of each target's residual: ``max(|y|, relative_floor)`` for relative losses, 1 for
+        ``"absolute"``.
+    coef : ndarray
+        Weight of each target in the loss (target weights × group normalisation × multipliers),
+        scaled to sum to one unless the caller asked for raw sums.
+    tolerance : ndarray
+        Half-width of the zero-loss band of each target, in units of the scaled residual.
+    bounds : (float, float)
+        Lower and upper bound of ``w / d`` for records that are kept.
+    loss : {"relative", "absolute", "capped"}
+    cap : float
+        Scaled residual beyond which the ``"capped"`` loss grows linearly.
+    relative_floor : float
+        Smallest divisor of a relative error (for zero and tiny targets).
+    """
+
+    M: sp.csr_array
+    y: np.ndarray
+    design: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    tolerance: np.ndarray
+    bounds: tuple[float, float]
+    loss: str
+    cap: float
+    relative_floor: float
+
+    @property
+    def n_targets(self) -> int:
+        return self.M.shape[0]
+
+    @property
+    def n_records(self) -> int:
+        return self.M.shape[1]
+
+    def relative_errors(self, estimates: np.ndarray) -> np.ndarray:
+        """Signed ``(estimate - y) / max(|y|, relative_floor)``, whatever the loss."""
+        return (estimates - self.y) / np.maximum(np.abs(self.y), self.relative_floor)
+
+    def scaled_residuals(self, estimates: np.ndarray) -> np.ndarray:
+        """Residuals in the loss's own units, ``(estimate - y) / scale``."""
+        return (estimates - self.y) / self.scale
+
+
+def group_codes(target_groups: Any, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer group ids → (unique ids, code of each target); strings and floats are refused."""
+    if isinstance(target_groups, str):
+        raise fail("target_groups", "a 1-D array of integer group ids", target_groups, TypeError)
+    module = type(target_groups).__module__
+    if module.startswith("torch"):
+        target_groups = target_groups.detach().cpu().numpy()
+    groups = np.asarray(target_groups)
+    if groups.dtype == bool or not np.issubdtype(groups.dtype, np.integer):
+        if groups.dtype.kind == "f" and groups.size and np.all(np.mod(groups, 1) == 0):
+            groups = groups.astype(np.int64)
+        else:
+            raise fail(
+                "target_groups",
+                "integer group ids (encode labels first, e.g. with pandas.factorize)",
+                f"dtype {groups.dtype}",
+                TypeError,
+            )
+    if groups.ndim != 1 or groups.shape[0] != n_targets:
+        raise fail("target_groups", f"a 1-D array of length {n_targets} (one per target)",
+                   f"shape {groups.shape}")
+    return np.unique(groups, return_inverse=True)
+
+
+def _loss_coefficients(
+    n_targets: int,
+    target_groups: Any,
+    normalize_groups: bool,
+    group_multipliers: Mapping[Any, float] | None,
+    target_weights: Any,
+) -> np.ndarray:
+    coef = np.ones(n_targets)
+    if target_weights is not None:
+        coef = as_vector(target_weights, "target_weights", n_targets)
+        if (coef < 0).any():
+            raise fail("target_weights", "non-negative", f"minimum {coef.min()}")
+        if not (coef > 0).any():
+            raise fail("target_weights", "not all zero", "all zeros")
+    if group_multipliers is not None and target_groups is None:
+        raise ValueError("`group_multipliers` requires `target_groups`; got target_groups=None.")
+    if target_groups is None:
+        return coef
+    ids, codes = group_codes(target_groups, n_targets)
+    if normalize_groups:
+        coef = coef / np.bincount(codes)[codes]
+    if group_multipliers is not None:
+        if not isinstance(group_multipliers, Mapping):
+            raise fail("group_multipliers", "a dict {group id: multiplier}", group_multipliers,
+                       TypeError)
+        factor = np.ones(len(ids))
+        for key, value in group_multipliers.items():
+            where = np.flatnonzero(ids == key) if np.isscalar(key) else []
+            if len(where) == 0:
+                raise fail("group_multipliers", f"keyed by ids in target_groups {ids[:10].tolist()}",
+                           f"key {key!r}")
+            factor[where[0]] = check_real(f"group_multipliers[{key!r}]", value, low=0.0)
+        coef = coef * factor[codes]
+    return coef
+
+
+def _design_weights(init_weights: Any, n_records: int) -> np.ndarray:
+    if init_weights is None:
+        return np.ones(n_records)
+    if np.isscalar(init_weights) and not isinstance(init_weights, str):
+        value = check_real("init_weights", init_weights, low=0.0, low_open=True)
+        return np.full(n_records, value)
+    d = as_vector(init_weights, "init_weights", n_records)
+    if (d <= 0).any():
+        k = int(np.flatnonzero(d <= 0)[0])
+        raise fail("init_weights", "design weights > 0 (drop records you do not want)",
+                   f"{int((d <= 0).sum())} values <= 0, the first {d[k]} at record {k}")
+    return d
+
+
+def _check_bounds(bounds: Any) -> tuple[float, float]:
+    if bounds is None:
+        return (0.0, math.inf)
+    if isinstance(bounds, str) or not hasattr(bounds, "__len__") or len(bounds) != 2:
+        raise fail("bounds", "a pair (low, high) of ratios w/d", bounds, TypeError)
+    low = check_real("bounds[0]", bounds[0], low=0.0) if bounds[0] is not None else 0.0
+    high = bounds[1]
+    if high is None or (isinstance(high, float) and math.isinf(high) and high > 0):
+        high = math.inf
+    else:
+        high = check_real("bounds[1]", high, low=0.0, low_open=True)
+    if not low < high:
+        raise fail("bounds", "(low, high) with low < high", bounds)
+    return (low, high)
+
+
+def _count_per_row(M: sp.csr_array, mask: np.ndarray) -> np.ndarray:
+    return np.add.reduceat(np.append(mask, 0).astype(np.int64), M.indptr[:-1])[: M.shape[0]] * (
+        np.diff(M.indptr) > 0
+    )
+
+
+def _warn_about_targets(M: sp.csr_array, y: np.ndarray) -> None:
+    row_nnz = np.diff(M.indptr)
+    has_positive = _count_per_row(M, M.data > 0) > 0
+    has_negative = _count_per_row(M, M.data < 0) > 0
+    unreachable = ((y > 0) & ~has_positive) | ((y < 0) & ~has_negative)
+    if unreachable.any():
+        rows = np.flatnonzero(unreachable)
+        warnings.warn(
+            f"{len(rows)} target(s) cannot be reached with non-negative weights (a row with no "
+            f"entry of the target's sign), e.g. rows {rows[:5].tolist()}; they will keep an error "
+            "of 100% or more.",
+            UserWarning,
+            stacklevel=4,
+        )
+    nonzero = row_nnz > 0
+    if nonzero.sum() > 1:
+        keys = {}
+        for i in np.flatnonzero(nonzero):
+            lo, hi = M.indptr[i], M.indptr[i + 1]
+            key = (M.indices[lo:hi].tobytes(), M.data[lo:hi].tobytes())
+            j = keys.setdefault(key, i)
+            if j != i and y[j] != y[i]:
+                warnings.warn(
+                    f"targets {j} and {i} have identical rows of M but different totals "
+                    f"({float(y[j])!r} and {float(y[i])!r}): they conflict and cannot both be met.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                break
+
+
+def build_problem(
+    M: Any,
+    y: Any,
+    *,
+    init_weights: Any = None,
+    loss: str = "relative",
+    target_groups: Any = None,
+    normalize_groups: bool = True,
+    group_multipliers: Mapping[Any, float] | None = None,
+    target_weights: Any = None,
+    tolerance: Any = 0.0,
+    bounds: Any = None,
+    cap: float = 1.0,
+    relative_floor: float = 1.0,
+    normalize_loss: bool = True,
+) -> CalibrationProblem:
+    """Validate every input of a calibration and return the :class:`CalibrationProblem`.
+
+    Raises ``TypeError``/``ValueError`` naming the argument on bad input and warns
+    (``UserWarning``) about unreachable or conflicting targets.
+    """
+    M = as_csr(M, "M")
+    n_targets, n_records = M.shape
+    y = as_vector(y, "y").copy()
+    if y.shape[0] != n_targets:
+        raise fail("y", f"of length {n_targets} (the rows of M, one per target)",
+                   f"length {y.shape[0]}")
+    loss = check_choice("loss", loss, LOSSES)
+    cap = check_real("cap", cap, low=0.0, low_open=True)
+    floor = check_real("relative_floor", relative_floor, low=0.0, low_open=True)
+    design = _design_weights(init_weights, n_records).copy()
+    bounds = _check_bounds(bounds)
+    coef = _loss_coefficients(n_targets, target_groups, bool(normalize_groups), group_multipliers,
+                              target_weights)
+    if normalize_loss:
+        coef = coef / coef.sum()
+    if np.isscalar(tolerance) and not isinstance(tolerance, str):
+        tol = np.full(n_targets, check_real("tolerance", tolerance, low=0.0))
+    else:
+        tol = as_vector(tolerance, "tolerance", n_targets)
+        if (tol < 0).any():
+            raise fail("tolerance", "non-negative", f"minimum {tol.min()}")
+    scale = np.ones(n_targets) if loss == "absolute" else np.maximum(np.abs(y), floor)
+    _warn_about_targets(M, y)
+    for array in (y, design, scale, coef, tol):
+        array.setflags(write=False)
+    return CalibrationProblem(M, y, design, scale, coef, tol, bounds, loss, cap, floor)

@@ -1,0 +1,181 @@
+"""The training loop around the engine: stopping rule, budget controller, history, checkpoints.
+
+Every ``eval_every`` epochs the loop records one history row (mean training objective of the
+window, the deterministic weights' loss, mean and max relative error, open gates, expected open
+gates, L0 multiplier) and decides whether to stop:
+
+* every target is within its tolerance band in every sampled epoch of the last window (only
+  when some tolerance is positive), or
+* the windowed objective has not improved by a relative ``rtol`` for ``patience`` windows
+  (and, with a record budget, the expected count is within 5 % of it), or
+* ``max_epochs`` is reached.
+
+The loop's own state is saved with the engine's, so a checkpointed and resumed run is bit for
+bit the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from ..schedules import BudgetController
+from ._gradient import GradientEngine
+
+__all__ = ["StoppingRule", "TrainingLoop"]
+
+
+@dataclass(frozen=True)
+class StoppingRule:
+    max_epochs: int = 2000
+    eval_every: int = 10
+    rtol: float = 1e-3
+    patience: int = 20
+    min_epochs: int = 0
+    ramp_epochs: int = 500
+
+
+@dataclass
+class _LoopState:
+    best: float = math.inf
+    since_best: int = 0
+    window_sum: float = 0.0
+    window_len: int = 0
+    window_data: float = 0.0
+    converged: bool = False
+    reason: str = "not started"
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class TrainingLoop:
+    """Runs an engine to convergence, optionally under a record budget."""
+
+    def __init__(
+        self,
+        engine: GradientEngine,
+        rule: StoppingRule,
+        *,
+        controller: BudgetController | None = None,
+        n_scale: float = 1.0,
+        fingerprint: Any = None,
+    ) -> None:
+        self.engine = engine
+        self.rule = rule
+        self.controller = controller
+        self.budget = None if controller is None else controller.target
+        self.n_scale = n_scale  # the engine's L0 weight is multiplier / n_scale
+        self.fingerprint = fingerprint
+        self.state = _LoopState()
+        self._banded = bool((engine.problem.tolerance > 0).any())
+
+    # ------------------------------------------------------------------ running
+    def run(
+        self,
+        epochs: int | None = None,
+        *,
+        progress: bool = False,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+    ) -> None:
+        """Train until the stopping rule fires, or for ``epochs`` more epochs if given."""
+        engine, rule, st = self.engine, self.rule, self.state
+        stop_at = rule.max_epochs if epochs is None else engine.epoch + epochs
+        bar = None
+        if progress and stop_at > engine.epoch:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=stop_at - engine.epoch, desc="l0 calibration", unit="epoch",
+                       delay=2.0, leave=False)
+        st.reason = "max_epochs reached" if epochs is None else f"ran {epochs} epochs"
+        try:
+            while engine.epoch < stop_at:
+                if self.controller is not None:
+                    engine.l0_weight = self.controller.multiplier / self.n_scale
+                loss, expected = engine.step()
+                if self.controller is not None:  # feedback on the count the user asked for
+                    self.controller.target = self._budget(engine.epoch)
+                    self.controller.step(engine.count_open())
+                # Under a budget the multiplier moves, so only the data loss is comparable.
+                st.window_sum += loss if self.controller else loss + engine.l0_weight * expected
+                st.window_len += 1
+                st.window_data += loss
+                if bar is not None:
+                    bar.update(1)
+                if engine.epoch % rule.eval_every == 0 and self._evaluate(expected, bar):
+                    if epochs is None:
+                        break
+                if checkpoint is not None and checkpoint_every and engine.epoch % checkpoint_every == 0:
+                    self.save(checkpoint)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _evaluate(self, expected: float, bar: Any) -> bool:
+        engine, rule, st = self.engine, self.rule, self.state
+        row = {"epoch": engine.epoch, "objective": st.window_sum / st.window_len}
+        row.update(engine.evaluate())
+        row["expected_open"] = expected
+        row["l0_multiplier"] = engine.l0_weight * self.n_scale
+        st.history.append(row)
+        within = st.window_data == 0.0  # every sampled epoch of the window met every band
+        st.window_sum, st.window_len, st.window_data = 0.0, 0, 0.0
+        if bar is not None:
+            bar.set_postfix(max_error=f"{row['max_error']:.2e}", open=row["n_open"])
+        on_budget = self.controller is None or abs(row["n_open"] - self.budget) <= max(
+            0.05 * self.budget, 1.0
+        )
+        if row["objective"] < st.best * (1.0 - rule.rtol) or not on_budget:
+            st.best, st.since_best = row["objective"], 0  # patience counts only on budget
+        else:
+            st.since_best += 1
+        if engine.epoch < rule.min_epochs:
+            return False
+        if self._banded and within and on_budget:
+            st.converged, st.reason = True, "all targets within tolerance"
+        elif st.since_best >= rule.patience and on_budget:
+            st.converged = True
+            st.reason = f"objective improved by less than rtol={rule.rtol} in {rule.patience} checks"
+        return st.converged
+
+    def _budget(self, epoch: int) -> float:
+        """The record budget at ``epoch``: from all records down to the goal, geometrically.
+
+        Gates that closed rarely reopen (a closed gate gets no data gradient), so a budget that
+        is overshot stays overshot; a budget that falls gradually is tracked without overshoot.
+        """
+        n, goal = self.n_scale, self.budget
+        progress = min(1.0, epoch / max(1, self.rule.ramp_epochs))
+        return max(goal, n * (goal / n) ** progress)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        st = asdict(self.state)
+        return {
+            "engine": self.engine.state_dict(),
+            "loop": st,
+            "controller": None if self.controller is None else self.controller.state_dict(),
+            "fingerprint": self.fingerprint,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("fingerprint") != self.fingerprint:
+            raise ValueError(
+                "`resume` must be a checkpoint of this problem and these settings; got one saved "
+                f"for {state.get('fingerprint')!r}, expected {self.fingerprint!r}."
+            )
+        self.engine.load_state_dict(state["engine"])
+        self.state = _LoopState(**state["loop"])
+        if self.controller is not None:
+            self.controller.load_state_dict(state["controller"])
+
+    def save(self, path: str | os.PathLike) -> None:
+        tmp = f"{os.fspath(path)}.tmp"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)  # never leave a half-written checkpoint behind
+
+    def load(self, path: str | os.PathLike) -> None:
+        self.load_state_dict(torch.load(path, weights_only=False))

@@ -1,0 +1,206 @@
+"""calibrate(): exact fits, budgets, bounds, reproducibility, checkpoints, bad input."""
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from l0.calibration import CalibrationResult, DivergenceError, calibrate
+from l0.datasets import load_api
+
+
+def planted(q=20, n=300, seed=0, density=0.3):
+    rng = np.random.default_rng(seed)
+    M = sp.random_array((q, n), density=density, rng=rng, format="csr")
+    M.data = rng.uniform(1, 100, M.nnz)
+    d = rng.uniform(1, 5, n)
+    w = d * rng.uniform(0.5, 2.0, n)
+    return M, M @ w, d
+
+
+def schools():
+    pop = load_api("pop")
+    n = len(pop)
+    cell, _ = pd.factorize(pop.cname + ":" + pop.stype)
+    county, _ = pd.factorize(pop.cname)
+    stype, _ = pd.factorize(pop.stype)
+    cols = np.arange(n)
+    blocks = [
+        sp.csr_array((np.ones(n), (cell, cols))),
+        sp.csr_array((pop.enroll.fillna(0).to_numpy(float), (county, cols))),
+    ] + [sp.csr_array((pop[c].fillna(0).to_numpy(float), (stype, cols))) for c in ("api00", "meals")]
+    M = sp.vstack(blocks).tocsr()
+    return M, M @ np.ones(n)
+
+
+def test_lambda_zero_on_a_feasible_problem_fits_exactly():
+    M, y, d = planted()
+    result = calibrate(M, y, init_weights=d, lambda_l0=0.0, progress=False)
+    assert result.max_error <= 1e-6
+    assert isinstance(result, CalibrationResult)
+    np.testing.assert_allclose(result.estimates, M @ result.weights)
+    assert result.weights.dtype == np.float64 and (result.weights >= 0).all()
+
+
+def test_default_on_california_schools_fits_within_1e_3_in_seconds():
+    M, y = schools()
+    start = time.perf_counter()
+    result = calibrate(M, y, progress=False)
+    seconds = time.perf_counter() - start
+    assert result.max_error <= 1e-3
+    assert result.n_active < M.shape[1]  # some records dropped
+    assert seconds < 60  # generous: "within seconds" is measured in the benchmark
+
+
+def test_max_records_drives_the_kept_count_to_the_budget():
+    M, y = schools()
+    result = calibrate(M, y, max_records=1000, progress=False)
+    assert 900 <= result.n_active <= 1000
+    assert result.max_error <= 1e-3
+
+
+def test_result_diagnostics_match_their_definitions():
+    M, y, d = planted()
+    r = calibrate(M, y, init_weights=d, progress=False, max_epochs=200)
+    w = r.weights
+    assert r.ess == pytest.approx(w.sum() ** 2 / (w @ w))
+    assert r.design_effect == pytest.approx(np.count_nonzero(w) * (w @ w) / w.sum() ** 2)
+    np.testing.assert_array_equal(r.support, np.flatnonzero(w))
+    assert r.n_active == len(r.support)
+    table = r.per_target()
+    assert list(table.columns) == ["target", "estimate", "error", "relative_error", "tolerance"]
+    assert len(table) == M.shape[0]
+    assert {"epoch", "objective", "mean_error", "max_error", "n_open"} <= set(r.history.columns)
+    assert "records kept" in r.summary()
+
+
+def test_bounds_hold_for_every_kept_record():
+    M, y, d = planted(seed=1)
+    r = calibrate(M, y, init_weights=d, bounds=(0.8, 1.5), progress=False, max_epochs=300)
+    g = r.weights[r.support] / d[r.support]
+    assert g.min() >= 0.8 - 1e-12 and g.max() <= 1.5 + 1e-12
+
+
+def test_tolerance_band_stops_when_every_target_is_inside():
+    M, y, d = planted(seed=2)
+    r = calibrate(M, y, init_weights=d, tolerance=0.05, lambda_l0=0.0, init_keep_prob=1.0,
+                  progress=False)
+    assert r.message == "all targets within tolerance"
+    assert r.converged and r.max_error <= 0.05 + 1e-9
+
+
+def test_seed_makes_a_fit_bitwise_reproducible_whatever_the_global_rng():
+    M, y, d = planted(seed=3)
+    torch.manual_seed(1)
+    a = calibrate(M, y, init_weights=d, seed=7, progress=False, max_epochs=150)
+    state = torch.get_rng_state()
+    torch.manual_seed(999)
+    np.random.seed(5)  # noqa: NPY002 - the legacy global RNG must not matter either
+    b = calibrate(M, y, init_weights=d, seed=7, progress=False, max_epochs=150)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    torch.manual_seed(1)
+    calibrate(M, y, init_weights=d, seed=7, progress=False, max_epochs=10)
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG was not touched
+    c = calibrate(M, y, init_weights=d, seed=8, progress=False, max_epochs=150)
+    assert not np.array_equal(a.weights, c.weights)
+
+
+def test_checkpoint_and_resume_are_bit_identical_to_an_uninterrupted_run(tmp_path):
+    M, y, d = planted(seed=4)
+    kwargs = dict(init_weights=d, progress=False, max_epochs=300, rtol=0.0)
+    full = calibrate(M, y, **kwargs)
+    path = tmp_path / "fit.pt"
+    calibrate(M, y, checkpoint=path, checkpoint_every=100, **{**kwargs, "max_epochs": 100})
+    with pytest.raises(ValueError, match="`resume` must be a checkpoint of this problem"):
+        calibrate(M, y * 2, resume=path, **kwargs)
+    resumed = calibrate(M, y, resume=path, **kwargs)
+    np.testing.assert_array_equal(full.weights, resumed.weights)
+    pd.testing.assert_frame_equal(full.history, resumed.history)
+
+
+def test_torch_backend_on_cpu_gives_the_same_weights_within_tolerance():
+    M, y, d = planted(seed=5)
+    a = calibrate(M, y, init_weights=d, progress=False, max_epochs=200)
+    b = calibrate(M, y, init_weights=d, progress=False, max_epochs=200, backend="torch")
+    np.testing.assert_allclose(a.weights, b.weights, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("make", [np.asarray, pd.DataFrame, torch.tensor, sp.coo_array, sp.csc_matrix])
+def test_every_matrix_type_gives_the_same_result(make):
+    M, y, d = planted(q=5, n=30, seed=6)
+    dense = M.toarray()
+    ref = calibrate(M, y, init_weights=d, progress=False, max_epochs=50)
+    other = calibrate(make(dense), y, init_weights=d, progress=False, max_epochs=50)
+    np.testing.assert_allclose(ref.weights, other.weights, rtol=1e-12)
+
+
+def test_divergence_stops_with_a_clear_error_and_no_nan():
+    M = sp.csr_array(np.array([[1e200, 1e200]]))
+    with pytest.raises(DivergenceError, match="became inf at epoch 0"):
+        calibrate(M, [1e200], loss="absolute", progress=False)
+
+
+def test_unreachable_and_conflicting_targets_warn():
+    M = sp.csr_array(np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0, 0, 1.0]]))
+    with pytest.warns(UserWarning) as record:
+        calibrate(M, [2.0, 5.0, 3.0, 1.0], progress=False, max_epochs=20)
+    messages = [str(w.message) for w in record]
+    assert any(m.startswith("1 target(s) cannot be reached") and "rows [1]" in m for m in messages)
+    assert any("targets 0 and 2 have identical rows of M but different totals (2.0 and 3.0)" in m
+               for m in messages)
+
+
+def test_valid_input_does_not_warn():
+    M, y, d = planted(q=5, n=30, seed=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        calibrate(M, y, init_weights=d, progress=False, max_epochs=20)
+
+
+M0 = sp.csr_array(np.array([[1.0, 2.0, 0.0], [0.0, 1.0, 1.0]]))
+Y0 = np.array([3.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, message",
+    [
+        (("M", Y0), {}, TypeError, "`M` must be a 2-D scipy sparse matrix"),
+        ((np.ones(3), Y0), {}, ValueError, "`M` must be a 2-D"),
+        ((np.array([[np.nan, 1.0]]), [1.0]), {}, ValueError, "`M` must be finite"),
+        ((sp.csr_array(np.array([[np.inf, 1.0]])), [1.0]), {}, ValueError, "`M` must be finite"),
+        ((M0, [1.0, 2.0, 3.0]), {}, ValueError, "`y` must be of length 2"),
+        ((M0, [np.nan, 2.0]), {}, ValueError, "`y` must be finite"),
+        ((M0, ["a", "b"]), {}, TypeError, "`y` must be a 1-D array of numbers"),
+        ((M0, Y0), {"init_weights": [1.0, 0.0, 1.0]}, ValueError, "`init_weights` must be design weights > 0"),
+        ((M0, Y0), {"init_weights": [1.0, -1.0, 1.0]}, ValueError, "`init_weights`"),
+        ((M0, Y0), {"init_weights": [1.0, 1.0]}, ValueError, "`init_weights` must be of length 3"),
+        ((M0, Y0), {"loss": "mse"}, ValueError, "`loss` must be one of 'relative', 'absolute', 'capped'"),
+        ((M0, Y0), {"method": "magic"}, ValueError, "`method` must be one of 'l0'"),
+        ((M0, Y0), {"method": "raking"}, NotImplementedError, "planned"),
+        ((M0, Y0), {"lr": 0.0}, ValueError, "`lr` must be a float > 0.0; got 0.0"),
+        ((M0, Y0), {"lambda_l0": -1.0}, ValueError, "`lambda_l0` must be a float >= 0.0"),
+        ((M0, Y0), {"temperature": -1.0}, ValueError, "`temperature` must be a float > 0.0"),
+        ((M0, Y0), {"max_records": 0}, ValueError, "`max_records` must be an int in \\[1, 3\\]"),
+        ((M0, Y0), {"max_records": 2.5}, TypeError, "`max_records`"),
+        ((M0, Y0), {"bounds": (2.0, 1.0)}, ValueError, "`bounds` must be \\(low, high\\) with low < high"),
+        ((M0, Y0), {"bounds": 3.0}, TypeError, "`bounds` must be a pair"),
+        ((M0, Y0), {"tolerance": -0.1}, ValueError, "`tolerance` must be a float >= 0.0"),
+        ((M0, Y0), {"tolerance": [0.1]}, ValueError, "`tolerance` must be of length 2"),
+        ((M0, Y0), {"target_groups": [0]}, ValueError, "`target_groups` must be a 1-D array of length 2"),
+        ((M0, Y0), {"target_groups": ["a", "b"]}, TypeError, "`target_groups` must be integer group ids"),
+        ((M0, Y0), {"group_multipliers": {0: 2.0}}, ValueError, "`group_multipliers` requires `target_groups`"),
+        ((M0, Y0), {"target_groups": [0, 1], "group_multipliers": {5: 2.0}}, ValueError,
+         "`group_multipliers` must be keyed by ids in target_groups"),
+        ((M0, Y0), {"target_weights": [-1.0, 1.0]}, ValueError, "`target_weights` must be non-negative"),
+        ((M0, Y0), {"target_names": ["a"]}, ValueError, "`target_names` must be 2 names"),
+        ((M0, Y0), {"seed": -1}, ValueError, "`seed` must be an int >= 0"),
+        ((M0, Y0), {"backend": "cuda"}, ValueError, "`backend` must be one of"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        calibrate(*args, progress=False, **kwargs)
