@@ -31,6 +31,10 @@ SIGNATURES_0_6 = {
     "SparseL0Linear": {"n_features": REQUIRED, "fit_intercept": True, "beta": 2 / 3,
                        "gamma": -0.1, "zeta": 1.1, "init_keep_prob": 0.5, "device": "cpu",
                        "seed": None},
+    "SparseCalibrationWeights": {"n_features": REQUIRED, "beta": 2 / 3, "gamma": -0.1,
+                                 "zeta": 1.1, "init_keep_prob": 0.5, "init_weights": None,
+                                 "log_weight_jitter_sd": 0.0, "log_alpha_jitter_sd": 0.01,
+                                 "device": "cpu", "use_gates": True, "seed": None},
     "compute_l0_penalty": {"model": REQUIRED},
     "compute_l2_penalty": {"model": REQUIRED},
     "compute_l0l2_penalty": {"model": REQUIRED, "l0_lambda": 1e-3, "l2_lambda": 1e-4},
@@ -42,6 +46,12 @@ SIGNATURES_0_6 = {
     "PenaltyTracker": {},
 }
 METHODS_0_6 = {
+    "SparseCalibrationWeights": {
+        "fit": ["M", "y", "lambda_l0", "lambda_l2", "lr", "epochs", "loss_type", "verbose",
+                "verbose_freq", "target_groups", "normalize_groups", "group_multipliers"],
+        "predict": ["M"], "forward": ["M", "deterministic"], "get_weights": ["deterministic"],
+        "get_deterministic_gates": [], "get_active_weights": [], "get_sparsity": [],
+        "get_l0_penalty": [], "get_l2_penalty": []},
     "SampleGate": {"select_samples": ["data"], "select_weighted_samples": ["data", "weights"]},
     "FeatureGate": {"select_features": ["data"],
                     "select_features_with_names": ["data", "feature_names"],

@@ -5,7 +5,8 @@ Hard Concrete core (:mod:`l0.functional`). The names below are those of l0-pytho
 new ones; see the README for a tour.
 """
 
-from . import functional
+from . import diagnostics, functional
+from .calibration import CalibrationResult, SparseCalibrationWeights, calibrate
 from .distributions import HardConcreteDistribution
 from .gates import HardConcrete, L0Gate
 from .layers import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP, prune_model
@@ -17,7 +18,12 @@ from .penalties import (
     get_active_parameter_count,
     get_sparsity_stats,
 )
-from .schedules import SparsityController, TemperatureScheduler, update_temperatures
+from .schedules import (
+    BudgetController,
+    SparsityController,
+    TemperatureScheduler,
+    update_temperatures,
+)
 from .selection import FeatureGate, HybridGate, SampleGate
 from .sparse import SparseL0Linear
 
@@ -29,6 +35,11 @@ __all__ = [
     "HardConcrete",
     "HardConcreteDistribution",
     "L0Gate",
+    # calibration
+    "SparseCalibrationWeights",
+    "calibrate",
+    "CalibrationResult",
+    "diagnostics",
     # layers
     "L0Linear",
     "L0Conv2d",
@@ -50,4 +61,5 @@ __all__ = [
     "TemperatureScheduler",
     "update_temperatures",
     "SparsityController",
+    "BudgetController",
 ]

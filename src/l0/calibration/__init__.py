@@ -7,11 +7,13 @@
 
 from ._calibrate import METHODS, calibrate
 from ._gradient import DivergenceError
+from ._legacy import SparseCalibrationWeights
 from ._problem import LOSSES, CalibrationProblem, build_problem
 from .result import CalibrationResult
 
 __all__ = [
     "calibrate",
+    "SparseCalibrationWeights",
     "CalibrationResult",
     "CalibrationProblem",
     "build_problem",

@@ -43,6 +43,15 @@ class CalibrationResult:
     target_names : list of str or None
     info : dict
         Solver details (e.g. the refit's iterations and losses).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from l0.calibration import calibrate
+    >>> M = np.array([[1.0, 1.0, 1.0], [0.0, 1.0, 2.0]])
+    >>> result = calibrate(M, [3.0, 3.0], progress=False)
+    >>> round(result.max_error, 6), result.per_target().shape
+    (0.0, (2, 5))
     """
 
     weights: np.ndarray
