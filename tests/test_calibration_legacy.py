@@ -55,9 +55,9 @@ def test_analytic_gradient_equals_autograd_of_the_0_6_loss():
     model.fit(M, y, lambda_l0=0.3, lambda_l2=0.01, lr=1e-3, epochs=1, loss_type="relative",
               target_groups=groups, group_multipliers={1: 2.0})
     # after one step Adam's first moment is (1 - beta1) * gradient
-    state = model._optimizer_state["state"]
-    torch.testing.assert_close(state[0]["exp_avg"] / 0.1, expected[0], rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(state[1]["exp_avg"] / 0.1, expected[1], rtol=1e-9, atol=1e-12)
+    first_moment = model._optimizer_state["exp_avg"]
+    torch.testing.assert_close(first_moment[0] / 0.1, expected[0], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(first_moment[1] / 0.1, expected[1], rtol=1e-9, atol=1e-12)
 
 
 def test_a_second_fit_continues_the_first_without_new_jitter():

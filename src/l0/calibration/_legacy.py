@@ -132,8 +132,8 @@ class SparseCalibrationWeights(nn.Module):
         return F.deterministic_gate(self.log_alpha, self.beta, self.gamma, self.zeta)
 
     def _sample_gates(self) -> Tensor:
-        noise = torch.rand(self.n_features, generator=self._generator, dtype=torch.float64,
-                           device=self.device)
+        noise = torch.rand(self.n_features, generator=self._generator, dtype=torch.float32,
+                           device=self.device)  # the same draws as an epoch of fit
         return F.sample_hard_concrete(self.log_alpha, noise, self.beta, self.gamma, self.zeta)
 
     def get_weights(self, deterministic: bool = False) -> Tensor:
@@ -259,8 +259,6 @@ class SparseCalibrationWeights(nn.Module):
                                 self.log_alpha, self._generator, settings)
         if self._optimizer_state is not None:
             engine.optimizer.load_state_dict(self._optimizer_state)
-            for group in engine.optimizer.param_groups:
-                group["lr"] = settings.lr
         if verbose:
             self._print_groups(target_groups, normalize_groups, group_multipliers)
         try:

@@ -29,6 +29,7 @@ class Objective:
 
         self.y = tensor(problem.y)
         self.scale = tensor(problem.scale)
+        self.inv_scale = 1.0 / self.scale
         self.coef = tensor(problem.coef)
         self.tolerance = tensor(problem.tolerance)
         self.banded = bool((problem.tolerance > 0).any())
@@ -36,22 +37,24 @@ class Objective:
 
     def band(self, estimates: Tensor) -> Tensor:
         """Scaled residuals with the tolerance band removed (zero inside the band)."""
-        e = (estimates - self.y) / self.scale
+        e = (estimates - self.y).mul_(self.inv_scale)
         if self.banded:
-            e = torch.sign(e) * (e.abs() - self.tolerance).clamp(min=0.0)
+            e = torch.sign(e).mul_((e.abs() - self.tolerance).clamp_(min=0.0))
         return e
 
     def loss(self, estimates: Tensor) -> float:
         """Value of the loss at ``estimates``."""
-        b = self.band(estimates)
-        return float(torch.dot(self.coef, self._phi(b)))
+        return float(torch.dot(self.coef, self._phi(self.band(estimates))))
 
     def __call__(self, estimates: Tensor) -> tuple[float, Tensor]:
         """Loss and its gradient with respect to the estimates."""
         b = self.band(estimates)
+        if self.cap is None:  # the common case in the fewest passes
+            weighted = self.coef * b
+            value = float(torch.dot(weighted, b))
+            return value, weighted.mul_(self.inv_scale).mul_(2.0)
         value = float(torch.dot(self.coef, self._phi(b)))
-        slope = 2.0 * b if self.cap is None else 2.0 * b.clamp(-self.cap, self.cap)
-        return value, self.coef * slope / self.scale
+        return value, (2.0 * self.coef) * b.clamp(-self.cap, self.cap) * self.inv_scale
 
     def _phi(self, b: Tensor) -> Tensor:
         if self.cap is None:

@@ -6,6 +6,7 @@ Every solver (the L0 gradient engine now; exact, linear, raking and logit later)
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Mapping
@@ -170,16 +171,18 @@ def _check_bounds(bounds: Any) -> tuple[float, float]:
     return (low, high)
 
 
-def _count_per_row(M: sp.csr_array, mask: np.ndarray) -> np.ndarray:
-    return np.add.reduceat(np.append(mask, 0).astype(np.int64), M.indptr[:-1])[: M.shape[0]] * (
-        np.diff(M.indptr) > 0
-    )
+def _rows_with(M: sp.csr_array, mask: np.ndarray) -> np.ndarray:
+    """Whether each row has a stored entry where ``mask`` (one flag per stored entry) holds."""
+    nnz_per_row = np.diff(M.indptr)
+    if len(mask) == 0:
+        return np.zeros(M.shape[0], dtype=bool)
+    starts = np.minimum(M.indptr[:-1], len(mask) - 1)
+    return np.logical_or.reduceat(mask, starts) & (nnz_per_row > 0)
 
 
 def _warn_about_targets(M: sp.csr_array, y: np.ndarray) -> None:
-    row_nnz = np.diff(M.indptr)
-    has_positive = _count_per_row(M, M.data > 0) > 0
-    has_negative = _count_per_row(M, M.data < 0) > 0
+    has_positive = _rows_with(M, M.data > 0)
+    has_negative = _rows_with(M, M.data < 0)
     unreachable = ((y > 0) & ~has_positive) | ((y < 0) & ~has_negative)
     if unreachable.any():
         rows = np.flatnonzero(unreachable)
@@ -190,21 +193,25 @@ def _warn_about_targets(M: sp.csr_array, y: np.ndarray) -> None:
             UserWarning,
             stacklevel=4,
         )
-    nonzero = row_nnz > 0
-    if nonzero.sum() > 1:
-        keys = {}
-        for i in np.flatnonzero(nonzero):
-            lo, hi = M.indptr[i], M.indptr[i + 1]
-            key = (M.indices[lo:hi].tobytes(), M.data[lo:hi].tobytes())
-            j = keys.setdefault(key, i)
-            if j != i and y[j] != y[i]:
-                warnings.warn(
-                    f"targets {j} and {i} have identical rows of M but different totals "
-                    f"({float(y[j])!r} and {float(y[i])!r}): they conflict and cannot both be met.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-                break
+    _warn_about_conflicts(M, y)
+
+
+def _warn_about_conflicts(M: sp.csr_array, y: np.ndarray) -> None:
+    """Warn about two identical non-empty rows with different totals (a digest per row)."""
+    seen: dict[bytes, int] = {}
+    for i in np.flatnonzero(np.diff(M.indptr) > 0):
+        lo, hi = M.indptr[i], M.indptr[i + 1]
+        digest = hashlib.blake2b(M.indices[lo:hi].tobytes(), digest_size=16)
+        digest.update(M.data[lo:hi].tobytes())
+        j = seen.setdefault(digest.digest(), i)
+        if j != i and y[j] != y[i]:
+            warnings.warn(
+                f"targets {j} and {i} have identical rows of M but different totals "
+                f"({float(y[j])!r} and {float(y[i])!r}): they conflict and cannot both be met.",
+                UserWarning,
+                stacklevel=5,
+            )
+            return
 
 
 def build_problem(
