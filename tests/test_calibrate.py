@@ -46,6 +46,29 @@ def test_lambda_zero_on_a_feasible_problem_fits_exactly():
     assert result.weights.dtype == np.float64 and (result.weights >= 0).all()
 
 
+def test_infeasible_totals_far_from_the_design_weights_reach_the_nnls_optimum():
+    """l0-python's README situation: d = 1 while totals are in the millions."""
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(0)
+    M = sp.random_array((60, 40), density=0.3, format="csr", rng=rng)
+    y = rng.uniform(1e6, 1e8, 60)  # more targets than records: no exact fit
+    result = calibrate(M, y, lambda_l0=0.0, progress=False)
+    A = M.toarray() / y[:, None]
+    best, _ = nnls(A, np.ones(60))
+    best_loss = np.mean((A @ best - 1) ** 2)
+    assert np.mean(result.relative_errors**2) == pytest.approx(best_loss, rel=1e-6)
+    sparse = calibrate(M, y, progress=False)  # default lambda_l0: as good, fewer records
+    assert np.mean(sparse.relative_errors**2) <= best_loss * 1.05
+
+
+def test_a_lambda_that_closes_every_gate_warns():
+    M, y, d = planted(q=5, n=30, seed=6)
+    with pytest.warns(UserWarning, match="every gate closed"):
+        result = calibrate(M, y, init_weights=d, lambda_l0=1e6, progress=False, max_epochs=300)
+    assert result.n_active == 0 and result.max_error == 1.0
+
+
 def test_default_on_california_schools_fits_within_1e_3_in_seconds():
     M, y = schools()
     start = time.perf_counter()

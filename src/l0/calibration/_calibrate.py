@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +35,25 @@ def _fingerprint(problem: CalibrationProblem, *extra: Any) -> str:
         digest.update(np.ascontiguousarray(array).tobytes())
     digest.update(repr((problem.bounds, problem.loss, problem.cap, extra)).encode())
     return digest.hexdigest()[:16]
+
+
+def _starting_ratio(problem: CalibrationProblem) -> float:
+    """The one ratio ``c`` that best scales the design weights to the totals, within the bounds.
+
+    ``argmin_c sum_i coef_i ((c (M d)_i - y_i) / s_i)^2`` in closed form. Starting all weights at
+    ``c d`` instead of ``d`` matters when the design weights are far off (say ``d = 1`` for totals
+    of millions): the gates would otherwise close, pushed by the L0 penalty, long before Adam's
+    bounded steps had grown the weights to scale.
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        estimates = problem.M @ problem.design
+        a = problem.coef * estimates / problem.scale**2
+        denominator = float(a @ estimates)
+        ratio = float(a @ problem.y) / denominator if denominator > 0 else 1.0
+    if not np.isfinite(ratio) or ratio <= 0:
+        ratio = 1.0
+    low, high = problem.bounds
+    return float(np.clip(ratio, max(low, 1e-300), high))
 
 
 def _select_support(engine: GradientEngine, max_records: int | None) -> np.ndarray:
@@ -222,10 +242,7 @@ def calibrate(
         checkpoint_every = check_int("checkpoint_every", checkpoint_every, low=1)
     device = torch.device(device)
     generator = local_generator(seed, device=device)
-    theta = torch.zeros(n, dtype=torch.float64, device=device)
-    low, high = problem.bounds
-    if low > 1.0 or high < 1.0:  # start inside the bounds
-        theta.fill_(float(np.log(np.clip(1.0, max(low, 1e-300), high))))
+    theta = torch.full((n,), np.log(_starting_ratio(problem)), dtype=torch.float64, device=device)
     logit = float(F.log_alpha_for_prob_nonzero(keep, settings.temperature))
     log_alpha = torch.full((n,), logit, dtype=torch.float64, device=device)
     engine = GradientEngine(
@@ -261,6 +278,14 @@ def _publish(
     import pandas as pd
 
     support = _select_support(engine, max_records)
+    if len(support) == 0:
+        warnings.warn(
+            "every gate closed: no record is kept and every estimate is 0. `lambda_l0` "
+            f"({engine.settings.l0_weight * problem.n_records:g}) is too strong for this problem; "
+            "lower it or ask for a number of records with `max_records`.",
+            UserWarning,
+            stacklevel=3,
+        )
     ratios = (engine.open_weights() * engine.deterministic_gates()).cpu().numpy() / problem.design
     info: dict[str, Any] = {"support_before_refit": len(support)}
     if refit:

@@ -80,28 +80,31 @@ def polish(
             grad += 2.0 * l2_weight * design * w
         return loss, grad
 
-    def done(intermediate_result: so.OptimizeResult) -> None:
-        b = objective.band(estimates(intermediate_result.x)).abs().max()
-        if float(b) <= stop_error:
-            raise StopIteration
-
     x0 = np.clip(start, low, high)
     before = value_and_grad(x0)[0]
+    # L-BFGS-B starts from an identity Hessian and its tolerances are absolute below f = 1, so
+    # both the variables (u = x / x0, all of order 1) and the loss (f / f0) are rescaled.
+    unit_x = np.where(x0 > 0, x0, max(float(x0.max()), 1.0))
     iterations = 0
 
-    def run(x: np.ndarray) -> so.OptimizeResult:
-        unit = value_and_grad(x)[0] or 1.0  # L-BFGS-B's tolerances are absolute below f = 1
+    def run(u: np.ndarray) -> so.OptimizeResult:
+        unit_f = value_and_grad(u * unit_x)[0] or 1.0
 
-        def scaled(x: np.ndarray) -> tuple[float, np.ndarray]:
-            value, grad = value_and_grad(x)
-            return value / unit, grad / unit
+        def scaled(u: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = value_and_grad(u * unit_x)
+            return value / unit_f, grad * unit_x / unit_f
+
+        def done(intermediate_result: so.OptimizeResult) -> None:
+            b = objective.band(estimates(intermediate_result.x * unit_x)).abs().max()
+            if float(b) <= stop_error:
+                raise StopIteration
 
         return so.minimize(
             scaled,
-            x,
+            u,
             jac=True,
             method="L-BFGS-B",
-            bounds=so.Bounds(np.full(len(x), low), np.full(len(x), high)),
+            bounds=so.Bounds(low / unit_x, high / unit_x),
             callback=done,
             options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 0.0, "maxcor": 20},
         )
@@ -109,16 +112,18 @@ def polish(
     true_objective = objective
     squared = problem.M[:, support]
     squared.data = squared.data**2
-    norms = (squared @ design**2) / problem.scale**2
+    norms = (squared @ (design * unit_x) ** 2) / problem.scale**2
     coef = np.where(norms > 0, problem.coef / np.where(norms > 0, norms, 1.0), 0.0)
+    u = np.ones(len(x0)) if (x0 > 0).all() else x0 / unit_x
     if coef.sum() > 0:
         objective = Objective(replace(problem, coef=coef / coef.sum()), "cpu")
-        result = run(x0)
+        result = run(u)
         iterations += int(result.nit)
-        x0 = result.x
+        u = result.x
         objective = true_objective
-    result = run(x0)
+    result = run(u)
     iterations += int(result.nit)
-    ratios[support] = result.x
-    after = value_and_grad(result.x)[0]
+    x = np.clip(result.x * unit_x, low, high)
+    ratios[support] = x
+    after = value_and_grad(x)[0]
     return ratios, PolishReport(iterations, before, after, str(result.message))
