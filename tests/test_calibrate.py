@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from l0.calibration import CalibrationResult, DivergenceError, calibrate
-from l0.datasets import load_api
+from l0.datasets import load_api_targets
 
 
 def planted(q=20, n=300, seed=0, density=0.3):
@@ -23,18 +23,8 @@ def planted(q=20, n=300, seed=0, density=0.3):
 
 
 def schools():
-    pop = load_api("pop")
-    n = len(pop)
-    cell, _ = pd.factorize(pop.cname + ":" + pop.stype)
-    county, _ = pd.factorize(pop.cname)
-    stype, _ = pd.factorize(pop.stype)
-    cols = np.arange(n)
-    blocks = [
-        sp.csr_array((np.ones(n), (cell, cols))),
-        sp.csr_array((pop.enroll.fillna(0).to_numpy(float), (county, cols))),
-    ] + [sp.csr_array((pop[c].fillna(0).to_numpy(float), (stype, cols))) for c in ("api00", "meals")]
-    M = sp.vstack(blocks).tocsr()
-    return M, M @ np.ones(n)
+    M, y, _ = load_api_targets()
+    return M, y
 
 
 def test_lambda_zero_on_a_feasible_problem_fits_exactly():

@@ -7,7 +7,7 @@ from typing import Any
 
 from .._validation import check_choice
 
-__all__ = ["load_api"]
+__all__ = ["load_api", "load_api_targets"]
 
 _API_FILES = {"pop": "apipop.csv.gz", "strat": "apistrat.csv.gz"}
 
@@ -31,3 +31,49 @@ def load_api(which: str = "pop") -> Any:
     check_choice("which", which, tuple(_API_FILES))
     with resources.files(__name__).joinpath(_API_FILES[which]).open("rb") as handle:
         return pd.read_csv(handle, compression="gzip")
+
+
+def load_api_targets() -> tuple[Any, Any, list[str]]:
+    """A real calibration problem: California schools (records) against population totals.
+
+    Rows (238 targets): the number of schools of each county × school type (E/M/H), the
+    enrolment of each county (missing enrolments count 0), and per school type the sums of
+    api00, api99, meals and ell. Columns: the 6,194 schools of ``load_api("pop")``. The totals
+    are the population's own, so ``w = 1`` fits exactly; a sparse calibration finds far fewer
+    schools whose weighted totals match.
+
+    Returns
+    -------
+    M : scipy.sparse.csr_array, shape (238, 6194)
+    y : ndarray, shape (238,)
+    names : list of str
+        A label per target, e.g. ``"schools Alameda:H"``, ``"enroll Alameda"``, ``"api00 E"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> M, y, names = load_api_targets()
+    >>> M.shape, names[0], bool((M @ np.ones(M.shape[1]) == y).all())
+    ((238, 6194), 'schools Alameda:H', True)
+    """
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    pop = load_api("pop")
+    n = len(pop)
+    schools = np.arange(n)
+    blocks, names = [], []
+
+    def block(values: Any, keys: Any, label: str) -> None:
+        codes, uniques = pd.factorize(keys)
+        blocks.append(sp.csr_array((np.asarray(values, float), (codes, schools)),
+                                   shape=(len(uniques), n)))
+        names.extend(f"{label} {u}" for u in uniques)
+
+    block(np.ones(n), pop.cname + ":" + pop.stype, "schools")
+    block(pop.enroll.fillna(0), pop.cname, "enroll")
+    for column in ("api00", "api99", "meals", "ell"):
+        block(pop[column].fillna(0), pop.stype, column)
+    M = sp.csr_array(sp.vstack(blocks, format="csr"))
+    return M, M @ np.ones(n), names
