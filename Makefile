@@ -24,6 +24,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/gates_speed.py
+	$(PY) benchmarks/calibration_speed.py --readme
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage build src/*.egg-info

@@ -217,3 +217,57 @@ Y0 = np.array([3.0, 2.0])
 def test_bad_input_raises_a_clear_error(args, kwargs, error, message):
     with pytest.raises(error, match=message):
         calibrate(*args, progress=False, **kwargs)
+
+
+def test_budget_run_resumes_bit_identically_with_its_controller(tmp_path):
+    M, y = schools()
+    kwargs = dict(max_records=800, progress=False, max_epochs=400, rtol=0.0)
+    full = calibrate(M, y, **kwargs)
+    path = tmp_path / "budget.pt"
+    calibrate(M, y, checkpoint=path, **{**kwargs, "max_epochs": 150})
+    resumed = calibrate(M, y, resume=path, **kwargs)
+    np.testing.assert_array_equal(full.weights, resumed.weights)
+    assert full.history["l0_multiplier"].tolist() == resumed.history["l0_multiplier"].tolist()
+
+
+def test_a_group_multiplier_moves_the_error_to_the_other_group():
+    # two groups of contradictory targets on the same records: each wants a different scale
+    M = sp.csr_array(np.vstack([np.ones((3, 50)), np.ones((3, 50))]))
+    y = np.array([50.0] * 3 + [100.0] * 3)
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    kwargs = dict(target_groups=groups, lambda_l0=0.0, progress=False)
+    with pytest.warns(UserWarning, match="conflict"):
+        even = calibrate(M, y, **kwargs)
+    with pytest.warns(UserWarning, match="conflict"):
+        favour_0 = calibrate(M, y, group_multipliers={0: 9.0}, **kwargs)
+    # the optimum of 9 (e/50)^2 + (e'/100)^2 with e' = total - 100, e = total - 50
+    assert favour_0.estimates[0] == pytest.approx((9 / 50**2 * 50 + 100 / 100**2) /
+                                                  (9 / 50**2 + 1 / 100**2), rel=1e-6)
+    assert np.abs(favour_0.relative_errors[:3]).max() < np.abs(even.relative_errors[:3]).max()
+
+
+def test_absolute_loss_and_capped_loss_fit_a_feasible_problem():
+    M, y, d = planted(seed=7)
+    for loss in ("absolute", "capped"):
+        r = calibrate(M, y, init_weights=d, loss=loss, lambda_l0=0.0, progress=False)
+        assert r.max_error <= 1e-6, loss
+
+
+def test_capped_loss_is_not_dragged_by_an_impossible_target():
+    M, y, d = planted(q=10, n=200, seed=8)
+    bad = y.copy()
+    bad[0] = -1e6  # impossible with non-negative weights and a positive row
+    with pytest.warns(UserWarning, match="cannot be reached"):
+        capped = calibrate(M, bad, init_weights=d, loss="capped", cap=0.1, lambda_l0=0.0,
+                           progress=False)
+    assert np.abs(capped.relative_errors[1:]).max() <= 1e-6
+
+
+def test_progress_bar_appears_on_long_fits(capsys, monkeypatch):
+    import tqdm.auto
+
+    real = tqdm.auto.tqdm
+    monkeypatch.setattr(tqdm.auto, "tqdm", lambda *a, **k: real(*a, **{**k, "delay": 0.0}))
+    M, y, d = planted(q=5, n=30, seed=6)
+    calibrate(M, y, init_weights=d, max_epochs=30, progress=True)
+    assert "l0 calibration" in capsys.readouterr().err

@@ -7,47 +7,52 @@ import time
 from collections.abc import Sequence
 
 
-def demo() -> int:
-    """Select 300 of the 6,194 California schools whose column means match the population's."""
+def demo(records: int = 500, seed: int = 0) -> int:
+    """Calibrate the California schools: at most ``records`` schools that reproduce 238 totals."""
     import numpy as np
     import torch
 
-    from .datasets import load_api
-    from .selection import SampleGate
+    from .calibration import calibrate
+    from .datasets import load_api_targets
 
     torch.set_num_threads(1)
-    columns = ["api00", "api99", "meals", "ell", "col.grad", "full", "enroll", "api.stu"]
-    schools = load_api("pop")[columns].dropna()
-    data = schools.to_numpy(float)
+    M, y, names = load_api_targets()
+    n = M.shape[1]
+    print(f"California schools 1999-2000: {n:,} schools, {len(y)} population totals "
+          "(schools per county x type, enrolment per county, score/meals/ELL sums per type)\n")
     start = time.perf_counter()
-    gate = SampleGate(len(data), target_samples=300).fit(data, seed=0)
+    result = calibrate(M, y, max_records=records, seed=seed, target_names=names, progress=False)
     seconds = time.perf_counter() - start
-    rows, weights, idx = gate.select_weighted_samples(
-        torch.from_numpy(data), torch.ones(len(data), dtype=torch.float64)
-    )
-    w = weights.detach().numpy()
-    selected = (w @ rows.numpy()) / w.sum()
-    rng = np.random.default_rng(0)
-    random = data[rng.choice(len(data), len(idx), replace=False)].mean(0)
-    full = data.mean(0)
-    print(f"California schools 1999-2000: {len(data)} schools, {len(columns)} columns")
-    print(f"SampleGate.fit selected {len(idx)} schools in {seconds:.1f} s\n")
-    print(f"{'column':>10} {'population':>12} {'selected':>12} {'rel.err':>9} {'random':>9}")
-    for name, f, s, r in zip(columns, full, selected, random):
-        print(f"{name:>10} {f:12.2f} {s:12.2f} {s / f - 1:9.2%} {r / f - 1:9.2%}")
-    worst = np.abs(selected / full - 1).max()
-    print(f"\nworst relative error: selected {worst:.2%}, "
-          f"random sample of the same size {np.abs(random / full - 1).max():.2%}")
+    print(f"calibrate(M, y, max_records={records}): {seconds:.1f} s")
+    print(result.summary() + "\n")
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(n, result.n_active, replace=False)
+    naive = np.zeros(n)
+    naive[sample] = n / len(sample)  # a uniform random sample of the same size, weighted N/n
+    naive_errors = np.abs(M @ naive - y) / np.maximum(np.abs(y), 1.0)
+    table = result.per_target()
+    table["random sample"] = naive_errors
+    worst = table.reindex(table["random sample"].sort_values().index[-8:])
+    print("the eight totals a random sample of the same size misses most:")
+    print(f"{'target':>28} {'total':>12} {'calibrated':>12} {'rel.err':>9} {'random':>9}")
+    for name, row in worst.iterrows():
+        print(f"{name:>28} {row['target']:12.0f} {row['estimate']:12.1f} "
+              f"{row['relative_error']:9.1e} {row['random sample']:9.1%}")
+    print(f"\nworst relative error over all {len(y)} totals: calibrated "
+          f"{result.max_error:.1e} with {result.n_active} schools; random sample of the same "
+          f"size {naive_errors.max():.1%}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="l0", description="L0 regularization tools")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run the demo on the bundled California schools data")
+    run = sub.add_parser("demo", help="calibrate the bundled California schools data")
+    run.add_argument("--records", type=int, default=500, help="keep at most this many schools")
+    run.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "demo":
-        return demo()
+        return demo(args.records, args.seed)
     return 2  # pragma: no cover
 
 

@@ -196,11 +196,14 @@ def sample_with_gradient(
 
 
 def _sample_with_gradient(
-    log_alpha: Tensor, noise: Tensor, temperature: float, low: float, high: float
+    log_alpha: Tensor, noise: Tensor, temperature: float, low: float, high: float,
+    clamp: bool = True,
 ) -> tuple[Tensor, Tensor]:
+    # clamp=False: the caller keeps its logits within +-LOG_ALPHA_BOUND (one pass saved)
     eps = torch.finfo(noise.dtype).eps
+    logits = _clamp(log_alpha) if clamp else log_alpha
     # out of place: float32 noise plus float64 logits is float64
-    s = (_clamp(log_alpha) + torch.logit(noise, eps=eps)).div_(temperature).sigmoid_()
+    s = (logits + torch.logit(noise, eps=eps)).div_(temperature).sigmoid_()
     slope = torch.addcmul(s, s, s, value=-1.0).mul_((high - low) / temperature)
     stretched = s.mul_(high - low).add_(low)  # in place: one vector fewer at a million records
     # zero where the gate is clamped: the clamp's own backward, one fused pass (4x a mask)
@@ -246,8 +249,11 @@ def prob_nonzero(
     return _prob_nonzero(log_alpha, temperature, low, high)
 
 
-def _prob_nonzero(log_alpha: Tensor, temperature: float, low: float, high: float) -> Tensor:
-    return torch.sigmoid(_clamp(log_alpha) - temperature * math.log(-low / high))
+def _prob_nonzero(
+    log_alpha: Tensor, temperature: float, low: float, high: float, clamp: bool = True
+) -> Tensor:
+    logits = _clamp(log_alpha) if clamp else log_alpha
+    return torch.sigmoid(logits - temperature * math.log(-low / high))
 
 
 def prob_one(log_alpha: Tensor, temperature: float, low: float = GAMMA, high: float = ZETA) -> Tensor:

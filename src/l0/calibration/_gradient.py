@@ -90,6 +90,9 @@ class GradientEngine:
             math.log(low) if low > 0 else -math.inf,
             math.log(high) if math.isfinite(high) else math.inf,
         )
+        self._unit_design = bool((problem.design == 1.0).all())
+        with torch.no_grad():  # the hot loop relies on logits within the bound
+            log_alpha.clamp_(-F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
         self._bounded = math.isfinite(self._theta_bounds[0]) or math.isfinite(self._theta_bounds[1])
         # the median gate is open above this logit
         self._threshold = F.median_open_threshold(settings.temperature, settings.gamma,
@@ -102,7 +105,8 @@ class GradientEngine:
     # ---------------------------------------------------------------- weights
     def open_weights(self) -> Tensor:
         """:math:`d e^{\\theta}`: the weight each record has when its gate is open."""
-        return torch.exp(self.theta.detach()).mul_(self.design)
+        base = torch.exp(self.theta.detach())
+        return base if self._unit_design else base.mul_(self.design)
 
     def deterministic_gates(self) -> Tensor:
         if not self.settings.use_gates:
@@ -134,7 +138,9 @@ class GradientEngine:
             # float32 noise: 2^-24 resolution is plenty for a gate and it is drawn 1.5x faster
             noise = torch.rand(base.shape, generator=self.generator, dtype=torch.float32,
                                device=base.device)
-            gate, slope = F._sample_with_gradient(log_alpha, noise, s.temperature, s.gamma, s.zeta)
+            # the logits stay within the bound (projected after every step): no clamp needed
+            gate, slope = F._sample_with_gradient(log_alpha, noise, s.temperature, s.gamma,
+                                                  s.zeta, clamp=False)
             del noise
             weights = gate.mul_(base)
         else:
@@ -162,7 +168,7 @@ class GradientEngine:
             grad_alpha = slope.mul_(grad_weights).mul_(base)
             del grad_weights, base
             if self.l0_weight:
-                p = F._prob_nonzero(log_alpha, s.temperature, s.gamma, s.zeta)
+                p = F._prob_nonzero(log_alpha, s.temperature, s.gamma, s.zeta, clamp=False)
                 expected = float(p.sum())
                 grad_alpha.add_(torch.addcmul(p, p, p, value=-1.0), alpha=self.l0_weight)
                 del p

@@ -50,14 +50,15 @@ def as_csr(M: Any, name: str = "M") -> sp.csr_array:
     """
     M = _to_numpy_or_sparse(M, name)
     if not sp.issparse(M):
-        if M.dtype == object or not np.issubdtype(M.dtype, np.number) or np.iscomplexobj(M):
+        numeric = M.dtype == bool or np.issubdtype(M.dtype, np.number)
+        if M.dtype == object or not numeric or np.iscomplexobj(M):
             raise fail(name, "a real numeric matrix", f"dtype {M.dtype}", TypeError)
         if M.ndim != 2:
             raise fail(name, _MATRIX_TYPES, f"an array with shape {M.shape}")
         M = sp.csr_array(M.astype(np.float64, copy=False))
     if M.ndim != 2:
         raise fail(name, _MATRIX_TYPES, f"a sparse array with shape {M.shape}")
-    if M.dtype != bool and (np.iscomplexobj(M.data) or not np.issubdtype(M.dtype, np.number)):
+    if M.dtype != bool and (np.iscomplexobj(M) or not np.issubdtype(M.dtype, np.number)):
         raise fail(name, "a real numeric matrix", f"dtype {M.dtype}", TypeError)
     if 0 in M.shape:
         raise fail(name, "a matrix with at least one row and one column", f"shape {M.shape}")
