@@ -74,6 +74,9 @@ def test_max_records_drives_the_kept_count_to_the_budget():
     result = calibrate(M, y, max_records=1000, progress=False)
     assert 900 <= result.n_active <= 1000
     assert result.max_error <= 1e-3
+    tight = calibrate(M, y, max_records=500, progress=False)  # needs the repair rounds
+    assert tight.n_active <= 500 and tight.info["repair_rounds"] >= 1
+    assert tight.max_error <= 1e-3
 
 
 def test_result_diagnostics_match_their_definitions():
@@ -221,7 +224,7 @@ def test_bad_input_raises_a_clear_error(args, kwargs, error, message):
 
 def test_budget_run_resumes_bit_identically_with_its_controller(tmp_path):
     M, y = schools()
-    kwargs = dict(max_records=800, progress=False, max_epochs=400, rtol=0.0)
+    kwargs = dict(max_records=800, progress=False, max_epochs=400, rtol=0.0, refit=False)
     full = calibrate(M, y, **kwargs)
     path = tmp_path / "budget.pt"
     calibrate(M, y, checkpoint=path, **{**kwargs, "max_epochs": 150})

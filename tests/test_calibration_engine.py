@@ -176,3 +176,24 @@ def test_refit_respects_ratio_bounds():
     ratios, _ = polish(problem, ScipyBackend(problem.M), np.arange(30), np.ones(30))
     assert ratios.min() >= 0.5 and ratios.max() <= 2.0
     np.testing.assert_allclose(ratios, 2.0)  # the bound binds everywhere
+
+
+def test_repair_prices_in_records_that_a_support_is_missing():
+    from l0.calibration._polish import refit_with_repair
+
+    rng = np.random.default_rng(5)
+    M = rng.uniform(0, 1, (6, 40))
+    M[0, 5:] = 0.0  # only records 0-4 reach target 0
+    y = M @ np.ones(40)
+    problem = build_problem(sp.csr_array(M), y)
+    support = np.arange(5, 40)
+    ratios, _, rounds = refit_with_repair(problem, ScipyBackend(problem.M), support,
+                                          np.ones(35), budget=37)
+    assert rounds >= 1 and np.count_nonzero(ratios) <= 37
+    assert np.count_nonzero(ratios[:5]) >= 1
+    assert np.abs(problem.relative_errors(M @ ratios)).max() <= 1e-6
+    # without room in the budget the target stays missed, and nothing is added
+    ratios, _, _ = refit_with_repair(problem, ScipyBackend(problem.M), support, np.ones(35),
+                                     budget=35)
+    assert np.count_nonzero(ratios[:5]) == 0
+    assert np.abs(problem.relative_errors(M @ ratios))[0] == pytest.approx(1.0)

@@ -17,7 +17,7 @@ from .._validation import check_choice, check_int, check_real, fail
 from ..schedules import BudgetController
 from ._backends import make_backend
 from ._gradient import EngineSettings, GradientEngine
-from ._polish import polish
+from ._polish import refit_with_repair
 from ._problem import CalibrationProblem, build_problem
 from ._training import StoppingRule, TrainingLoop
 from .result import CalibrationResult
@@ -289,11 +289,13 @@ def _publish(
     ratios = (engine.open_weights() * engine.deterministic_gates()).cpu().numpy() / problem.design
     info: dict[str, Any] = {"support_before_refit": len(support)}
     if refit:
-        ratios, report = polish(
-            problem, engine.backend, support, ratios[support],
+        budget = max_records if max_records is not None else len(support)
+        ratios, report, rounds = refit_with_repair(
+            problem, engine.backend, support, ratios[support], budget,
             closeness=engine.settings.closeness, max_iter=refit_iter,
         )
         info["refit"] = report
+        info["repair_rounds"] = rounds
     else:
         mask = np.zeros(problem.n_records, dtype=bool)
         mask[support] = True

@@ -127,3 +127,50 @@ def polish(
     ratios[support] = x
     after = value_and_grad(x)[0]
     return ratios, PolishReport(iterations, before, after, str(result.message))
+
+
+def refit_with_repair(
+    problem: CalibrationProblem,
+    backend: Any,
+    support: np.ndarray,
+    start: np.ndarray,
+    budget: int,
+    *,
+    closeness: float = 0.0,
+    max_iter: int = 3000,
+    rounds: int = 10,
+    stop_error: float = 1e-8,
+) -> tuple[np.ndarray, PolishReport, int]:
+    """Refit ``support``; while targets are missed and records are free, price and add more.
+
+    The gates choose the support by a stochastic objective; at a tight budget the chosen records
+    may not be able to meet every target, and the refit then drops some of them (their best
+    ratio is 0). Each round spends the free budget (``budget`` minus the records kept) on the
+    records outside the support whose weight would lower the loss fastest — the most negative
+    entries of :math:`d \\odot M^\\top \\partial L/\\partial\\hat y` (the pricing step of an
+    active-set NNLS) — and refits, until every target is met, nothing is free, no record prices
+    in, or ``rounds`` are done. Returns the ratios, the last refit's report and the rounds run.
+    """
+    objective = Objective(problem, "cpu")
+    ratios, report = polish(problem, backend, support, start, closeness=closeness,
+                            max_iter=max_iter, stop_error=stop_error)
+    device = getattr(backend, "device", torch.device("cpu"))
+    done = 0
+    for done in range(rounds):  # noqa: B007 - the count is reported
+        weights = torch.as_tensor(ratios * problem.design, dtype=torch.float64, device=device)
+        estimates = backend.matvec(weights).cpu()
+        kept = np.flatnonzero(ratios)
+        free = budget - len(kept)
+        if float(objective.band(estimates).abs().max()) <= stop_error or free <= 0:
+            return ratios, report, done
+        _, grad_estimates = objective(estimates)
+        price = problem.design * backend.rmatvec(grad_estimates.to(device)).cpu().numpy()
+        price[kept] = 0.0
+        candidates = np.flatnonzero(price < 0)
+        if len(candidates) == 0:
+            return ratios, report, done
+        added = candidates[np.argsort(price[candidates], kind="stable")[:free]]
+        support = np.union1d(kept, added)
+        ratios, report = polish(problem, backend, support, ratios[support], closeness=closeness,
+                                max_iter=max_iter, stop_error=stop_error)
+    return ratios, report, done + 1
