@@ -18,19 +18,21 @@ __all__ = ["Adam"]
 
 
 class Adam:
-    """Adam on a fixed list of tensors whose ``.grad`` the caller sets before :meth:`step`."""
+    """Adam on a fixed list of tensors; :meth:`step` takes their gradients."""
 
     def __init__(self, params: list[Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8) -> None:
         self.params = params
+        self._data = [p.detach() for p in params]  # views: updated in place, no autograd
         self.lr, self.betas, self.eps = lr, betas, eps
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
         self.steps = [torch.zeros((), dtype=torch.float32) for _ in params]
         self.fused: bool | None = True
 
-    def step(self) -> None:
-        grads = [p.grad for p in self.params]
+    def step(self, grads: list[Tensor] | None = None) -> None:
+        """One update with ``grads`` (default: each parameter's ``.grad``)."""
+        grads = [p.grad for p in self.params] if grads is None else grads
         with torch.no_grad():
             try:
                 self._run(grads, self.fused)
@@ -42,7 +44,7 @@ class Adam:
 
     def _run(self, grads: list[Tensor], fused: bool | None) -> None:
         adam(
-            [p.detach() for p in self.params], grads, self.exp_avg, self.exp_avg_sq, [],
+            self._data, grads, self.exp_avg, self.exp_avg_sq, [],
             self.steps, foreach=False if fused else None, fused=fused, amsgrad=False,
             beta1=self.betas[0], beta2=self.betas[1], lr=self.lr, weight_decay=0.0,
             eps=self.eps, maximize=False,

@@ -90,6 +90,7 @@ class GradientEngine:
             math.log(low) if low > 0 else -math.inf,
             math.log(high) if math.isfinite(high) else math.inf,
         )
+        self._theta, self._log_alpha = theta.detach(), log_alpha.detach()  # views, no autograd
         self._unit_design = bool((problem.design == 1.0).all())
         with torch.no_grad():  # the hot loop relies on logits within the bound
             log_alpha.clamp_(-F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
@@ -105,7 +106,7 @@ class GradientEngine:
     # ---------------------------------------------------------------- weights
     def open_weights(self) -> Tensor:
         """:math:`d e^{\\theta}`: the weight each record has when its gate is open."""
-        base = torch.exp(self.theta.detach())
+        base = torch.exp(self._theta)
         return base if self._unit_design else base.mul_(self.design)
 
     def deterministic_gates(self) -> Tensor:
@@ -132,7 +133,7 @@ class GradientEngine:
         vector is 8 MB, and the peak memory of an epoch is a handful of them.
         """
         s = self.settings
-        log_alpha = self.log_alpha.detach()
+        log_alpha = self._log_alpha
         base = self.open_weights()
         if s.use_gates:
             # float32 noise: 2^-24 resolution is plenty for a gate and it is drawn 1.5x faster
@@ -162,7 +163,7 @@ class GradientEngine:
             share = self.design / self.design.sum()
             grad_theta += (2.0 * s.closeness) * share * (ratio - 1.0) * ratio
             del ratio, share
-        self.theta.grad = grad_theta
+        grads = [grad_theta]
         expected = 0.0
         if s.use_gates:
             grad_alpha = slope.mul_(grad_weights).mul_(base)
@@ -172,14 +173,13 @@ class GradientEngine:
                 expected = float(p.sum())
                 grad_alpha.add_(torch.addcmul(p, p, p, value=-1.0), alpha=self.l0_weight)
                 del p
-            self.log_alpha.grad = grad_alpha
-        self.optimizer.step()
-        self.theta.grad = self.log_alpha.grad = None  # free them before the next epoch
-        with torch.no_grad():
-            if self._bounded:
-                self.theta.clamp_(*self._theta_bounds)
-            if s.use_gates:
-                self.log_alpha.clamp_(-F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
+            grads.append(grad_alpha)
+        self.optimizer.step(grads)
+        del grads, grad_theta
+        if self._bounded:
+            self._theta.clamp_(*self._theta_bounds)
+        if s.use_gates:
+            log_alpha.clamp_(-F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
         self.epoch += 1
         return loss, expected
 

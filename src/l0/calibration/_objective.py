@@ -31,6 +31,7 @@ class Objective:
         self.scale = tensor(problem.scale)
         self.inv_scale = 1.0 / self.scale
         self.coef = tensor(problem.coef)
+        self._slope = 2.0 * self.coef * self.inv_scale  # d loss / d estimate = slope * residual
         self.tolerance = tensor(problem.tolerance)
         self.banded = bool((problem.tolerance > 0).any())
         self.cap = problem.cap if problem.loss == "capped" else None
@@ -50,9 +51,8 @@ class Objective:
         """Loss and its gradient with respect to the estimates."""
         b = self.band(estimates)
         if self.cap is None:  # the common case in the fewest passes
-            weighted = self.coef * b
-            value = float(torch.dot(weighted, b))
-            return value, weighted.mul_(self.inv_scale).mul_(2.0)
+            value = float(torch.dot(self.coef * b, b))
+            return value, b.mul_(self._slope)
         value = float(torch.dot(self.coef, self._phi(b)))
         return value, (2.0 * self.coef) * b.clamp(-self.cap, self.cap) * self.inv_scale
 
