@@ -76,3 +76,49 @@ def test_controller_validation():
         SparsityController(11, 10)
     with pytest.raises(ValueError, match="`mode` must be one of 'equal', 'at_most'"):
         SparsityController(1, 10, mode="less")
+
+
+def test_budget_controller_is_a_multiplicative_pi_law():
+    from l0 import BudgetController
+
+    ctl = BudgetController(target=100, rate=0.1, gain=2.0, initial=1.0)
+    ctl.step(100 * math.e)  # excess log(E/t) = 1: I *= e^0.1, lambda = I e^2
+    assert ctl.integral == pytest.approx(math.exp(0.1))
+    assert ctl.multiplier == pytest.approx(math.exp(0.1) * math.exp(2.0))
+    ctl.step(100 / math.e**5)  # a deep undershoot is clipped at -1 and cuts lambda at once
+    assert ctl.integral == pytest.approx(1.0)
+    assert ctl.multiplier == pytest.approx(math.exp(-2.0))
+    other = BudgetController(target=100)
+    other.load_state_dict(ctl.state_dict())
+    assert (other.multiplier, other.integral, other.steps) == (ctl.multiplier, ctl.integral, 2)
+    ctl = BudgetController(target=10, rate=1.0, gain=0.0, initial=1e-11, floor=1e-12)
+    for _ in range(100):
+        ctl.step(0.0)
+    assert ctl.multiplier == 1e-12  # the floor keeps the log-scale update alive
+
+
+def test_budget_controller_drives_open_gates_to_the_budget_across_scales():
+    """The same controller settles whatever the scale of the loss fighting it (1e-2 to 1e4)."""
+    from l0 import BudgetController
+
+    for scale in (1e-2, 1.0, 1e4):
+        gate = HardConcrete(500, init_mean=0.9, temperature=2 / 3)
+        value = scale * torch.rand(500, generator=torch.Generator().manual_seed(0))
+        ctl = BudgetController(target=150, rate=0.05, initial=1e-3, start=500, ramp=500)
+        opt = torch.optim.Adam(gate.parameters(), lr=0.05)
+        for _ in range(1500):
+            loss = -(value * gate.get_active_prob()).sum() + ctl.multiplier * gate.get_penalty()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            ctl.step(gate.get_num_active())
+        assert abs(gate.get_num_active() - 150) <= 0.1 * 150, scale
+
+
+def test_budget_controller_validation():
+    from l0 import BudgetController
+
+    with pytest.raises(ValueError, match="`target` must be a float > 0.0; got 0.0"):
+        BudgetController(0)
+    with pytest.raises(ValueError, match="`initial` must be a float >= 1e-12"):
+        BudgetController(5, initial=0.0)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 
-def demo(records: int = 600, seed: int = 0) -> int:
+def demo(records: int = 800, seed: int = 0) -> int:
     """Calibrate the California schools: at most ``records`` schools that reproduce 238 totals."""
     import numpy as np
     import torch
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="l0", description="L0 regularization tools")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("demo", help="calibrate the bundled California schools data")
-    run.add_argument("--records", type=int, default=600, help="keep at most this many schools")
+    run.add_argument("--records", type=int, default=800, help="keep at most this many schools")
     run.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "demo":

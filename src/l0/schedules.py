@@ -206,14 +206,19 @@ class BudgetController:
     an integral term :math:`I \leftarrow I e^{\eta x}` crosses a decade in about
     :math:`2.3/\eta` steps whatever the scale, and the proportional factor in
     :math:`\lambda = I e^{k x}` cuts the multiplier at once when the count falls below the
-    budget. The cut matters: a gate that has closed gets no data gradient and rarely reopens, so
-    an overshoot is permanent and the controller must not wind up. Used by the calibration
-    engine (``max_records``); works for any count of gates (call :meth:`step` once per step).
+    budget. The cut matters: a gate that has closed gets little gradient and is slow to reopen,
+    so an overshoot lasts and the controller must not wind up.
+
+    With ``start`` and ``ramp``, the target itself falls geometrically from ``start`` to the
+    budget over the first ``ramp`` steps: a budget that moves gradually is tracked without the
+    overshoot that a sudden one causes. Used by the calibration engine (``max_records``); works
+    for any count of gates (call :meth:`step` once per optimiser step with the current count and
+    use :attr:`multiplier` as the L0 strength).
 
     Parameters
     ----------
     target : float
-        Budget :math:`t > 0` (may be lowered between steps, e.g. along a ramp).
+        The budget (> 0).
     rate : float, default 0.02
         :math:`\eta`, log-step of the integral term per call at an excess of a factor ``e``.
     gain : float, default 20
@@ -222,6 +227,10 @@ class BudgetController:
         Starting multiplier (> 0).
     floor : float, default 1e-12
         Smallest multiplier (keeps the log-scale update alive).
+    start : float, optional
+        Target at step 0 (e.g. the number of gates); default: the budget from the start.
+    ramp : int, default 0
+        Steps over which the target falls from ``start`` to the budget.
 
     Examples
     --------
@@ -230,6 +239,9 @@ class BudgetController:
     1.1052
     >>> _ = ctl.step(10 / math.e); round(ctl.multiplier, 4)
     1.0
+    >>> ramped = BudgetController(target=10, start=1000, ramp=2)
+    >>> ramped.target, ramped.step(1000) > 0, ramped.target, ramped.step(100) > 0, ramped.target
+    (1000.0, True, 100.0, True, 10.0)
     """
 
     def __init__(
@@ -239,28 +251,43 @@ class BudgetController:
         gain: float = 20.0,
         initial: float = 1e-3,
         floor: float = 1e-12,
+        start: float | None = None,
+        ramp: int = 0,
     ) -> None:
-        self.target = check_real("target", target, low=0.0, low_open=True)
+        self.budget = check_real("target", target, low=0.0, low_open=True)
         self.rate = check_real("rate", rate, low=0.0, low_open=True)
         self.floor = check_real("floor", floor, low=0.0, low_open=True)
         self.gain = check_real("gain", gain, low=0.0)
         self.integral = check_real("initial", initial, low=self.floor)
+        self.start = self.budget if start is None else check_real("start", start, low=0.0,
+                                                                  low_open=True)
+        self.ramp = check_int("ramp", ramp, low=0)
         self.multiplier = self.integral
+        self.steps = 0
+
+    @property
+    def target(self) -> float:
+        """The target at the current step (the budget once the ramp is over)."""
+        if self.steps >= self.ramp:
+            return self.budget
+        return self.start * (self.budget / self.start) ** (self.steps / self.ramp)
 
     def violation(self, expected: float) -> float:
         """Log-ratio excess :math:`\\log(E/t)`, clipped to ``[-1, 1]``."""
         return min(1.0, max(-1.0, math.log(max(float(expected), 1e-12) / self.target)))
 
     def step(self, expected: Tensor | float) -> float:
-        """Update the multiplier for the current expected count and return it."""
+        """Update the multiplier for the current count, advance the ramp; return the multiplier."""
         excess = self.violation(float(torch.as_tensor(expected).detach()))
         self.integral = max(self.floor, self.integral * math.exp(self.rate * excess))
         self.multiplier = max(self.floor, self.integral * math.exp(self.gain * excess))
+        self.steps += 1
         return self.multiplier
 
     def state_dict(self) -> dict[str, float]:
-        return {"multiplier": self.multiplier, "integral": self.integral}
+        return {"multiplier": self.multiplier, "integral": self.integral, "steps": self.steps}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.multiplier = float(state["multiplier"])
         self.integral = float(state["integral"])
+        self.steps = int(state.get("steps", 0))

@@ -251,7 +251,9 @@ def calibrate(
     )
     controller = None
     if max_records is not None:
-        controller = BudgetController(max_records, initial=lambda_l0 or 1e-3)
+        # the budget falls from all records to max_records over the first ramp epochs
+        controller = BudgetController(max_records, initial=lambda_l0 or 1e-3, start=n,
+                                      ramp=rule.ramp_epochs)
     loop = TrainingLoop(
         engine, rule, controller=controller, n_scale=n,
         fingerprint=_fingerprint(problem, settings, rule.eval_every, rule.ramp_epochs, seed,

@@ -36,7 +36,7 @@ class StoppingRule:
     rtol: float = 1e-3
     patience: int = 20
     min_epochs: int = 0
-    ramp_epochs: int = 500
+    ramp_epochs: int = 500  # a record budget is approached over these epochs (BudgetController)
 
 
 @dataclass
@@ -66,7 +66,7 @@ class TrainingLoop:
         self.engine = engine
         self.rule = rule
         self.controller = controller
-        self.budget = None if controller is None else controller.target
+        self.budget = None if controller is None else controller.budget
         self.n_scale = n_scale  # the engine's L0 weight is multiplier / n_scale
         self.fingerprint = fingerprint
         self.state = _LoopState()
@@ -97,7 +97,6 @@ class TrainingLoop:
                     engine.l0_weight = self.controller.multiplier / self.n_scale
                 loss, expected = engine.step()
                 if self.controller is not None:  # feedback on the count the user asked for
-                    self.controller.target = self._budget(engine.epoch)
                     self.controller.step(engine.count_open())
                 # Under a budget the multiplier moves, so only the data loss is comparable.
                 st.window_sum += loss if self.controller else loss + engine.l0_weight * expected
@@ -140,16 +139,6 @@ class TrainingLoop:
             st.converged = True
             st.reason = f"objective improved by less than rtol={rule.rtol} in {rule.patience} checks"
         return st.converged
-
-    def _budget(self, epoch: int) -> float:
-        """The record budget at ``epoch``: from all records down to the goal, geometrically.
-
-        Gates that closed rarely reopen (a closed gate gets no data gradient), so a budget that
-        is overshot stays overshot; a budget that falls gradually is tracked without overshoot.
-        """
-        n, goal = self.n_scale, self.budget
-        progress = min(1.0, epoch / max(1, self.rule.ramp_epochs))
-        return max(goal, n * (goal / n) ** progress)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
