@@ -256,8 +256,9 @@ def calibrate(
                                       ramp=rule.ramp_epochs)
     loop = TrainingLoop(
         engine, rule, controller=controller, n_scale=n,
-        fingerprint=_fingerprint(problem, settings, rule.eval_every, rule.ramp_epochs, seed,
-                                 max_records, keep),
+        # hashing M is O(nnz): only runs that save or resume pay for it
+        fingerprint=None if checkpoint is None and resume is None else _fingerprint(
+            problem, settings, rule.eval_every, rule.ramp_epochs, seed, max_records, keep),
     )
     if resume is not None:
         loop.load(resume)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .. import diagnostics
 from .._validation import check_choice, check_real, fail
 from ._matrix import as_csr, as_vector
 
@@ -74,11 +75,7 @@ class CalibrationProblem:
 
     def relative_errors(self, estimates: np.ndarray) -> np.ndarray:
         """Signed ``(estimate - y) / max(|y|, relative_floor)``, whatever the loss."""
-        return (estimates - self.y) / np.maximum(np.abs(self.y), self.relative_floor)
-
-    def scaled_residuals(self, estimates: np.ndarray) -> np.ndarray:
-        """Residuals in the loss's own units, ``(estimate - y) / scale``."""
-        return (estimates - self.y) / self.scale
+        return diagnostics.relative_errors(estimates, self.y, self.relative_floor)
 
 
 def group_codes(target_groups: Any, n_targets: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ gates, L0 multiplier) and decides whether to stop:
 * every target is within its tolerance band in every sampled epoch of the last window (only
   when some tolerance is positive), or
 * the windowed objective has not improved by a relative ``rtol`` for ``patience`` windows
-  (and, with a record budget, the expected count is within 5 % of it), or
+  (and, with a record budget, the open gates are within 5 % of it), or
 * ``max_epochs`` is reached.
 
 The loop's own state is saved with the engine's, so a checkpointed and resumed run is bit for
@@ -104,7 +104,7 @@ class TrainingLoop:
                 st.window_data += loss
                 if bar is not None:
                     bar.update(1)
-                if engine.epoch % rule.eval_every == 0 and self._evaluate(expected, bar):
+                if engine.epoch % rule.eval_every == 0 and self._evaluate(bar):
                     if epochs is None:
                         break
                 if checkpoint is not None and checkpoint_every and engine.epoch % checkpoint_every == 0:
@@ -113,7 +113,7 @@ class TrainingLoop:
             if bar is not None:
                 bar.close()
 
-    def _evaluate(self, expected: float, bar: Any) -> bool:
+    def _evaluate(self, bar: Any) -> bool:
         engine, rule, st = self.engine, self.rule, self.state
         row = {"epoch": engine.epoch, "objective": st.window_sum / st.window_len}
         row.update(engine.evaluate())
