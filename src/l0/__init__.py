@@ -10,6 +10,7 @@ from .calibration import CalibrationResult, SparseCalibrationWeights, calibrate
 from .distributions import HardConcreteDistribution
 from .gates import HardConcrete, L0Gate
 from .layers import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP, prune_model
+from .parametrize import l0_gate, remove_gates
 from .penalties import (
     PenaltyTracker,
     compute_l0_penalty,
@@ -46,6 +47,8 @@ __all__ = [
     "L0DepthwiseConv2d",
     "SparseMLP",
     "prune_model",
+    "l0_gate",
+    "remove_gates",
     "SparseL0Linear",
     # selection
     "SampleGate",

@@ -68,8 +68,19 @@ def _gate_parameter_ids(model: nn.Module) -> set[int]:
     }
 
 
+def _tensor_name(name: str) -> str:
+    """``"fc.weight"`` → ``"weight"``; a parametrized ``"fc.parametrizations.weight.original"``
+    (e.g. by :func:`l0.l0_gate`) → ``"weight"`` too."""
+    parts = name.split(".")
+    if len(parts) >= 3 and parts[-1] == "original" and parts[-3] == "parametrizations":
+        return parts[-2]
+    return parts[-1]
+
+
 def compute_l2_penalty(model: nn.Module) -> Tensor:
     """Sum of squares of every trainable parameter whose name contains ``"weight"``.
+
+    For a parametrized tensor (:func:`l0.l0_gate`) the original (ungated) weight counts.
 
     Gate logits are never included (0.6.x squared ``weight_gates.qz_logits`` too).
 
@@ -85,7 +96,7 @@ def compute_l2_penalty(model: nn.Module) -> Tensor:
     gate_ids = _gate_parameter_ids(model)
     total = _zero(model)
     for name, param in model.named_parameters():
-        if param.requires_grad and "weight" in name.rsplit(".", 1)[-1] and id(param) not in gate_ids:
+        if param.requires_grad and "weight" in _tensor_name(name) and id(param) not in gate_ids:
             total = total + (param**2).sum()
     return total
 
