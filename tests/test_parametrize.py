@@ -112,3 +112,12 @@ def test_bad_arguments(call, error, message):
 def test_parametrization_repr():
     p = L0Parametrization((3, 4), dim=-1)
     assert p.dim == 1 and "shape=(3, 4), dim=1" in repr(p)
+
+
+def test_removing_gates_from_a_deep_copy_leaves_the_original_intact():
+    import copy
+
+    layer = l0_gate(nn.Linear(3, 2), dim=0)
+    twin = remove_gates(copy.deepcopy(layer))
+    assert type(twin) is nn.Linear
+    assert parametrize.is_parametrized(layer, "weight") and layer.weight.shape == (2, 3)

@@ -8,6 +8,7 @@ new ones; see the README for a tour.
 from . import diagnostics, functional
 from .calibration import CalibrationResult, SparseCalibrationWeights, calibrate
 from .distributions import HardConcreteDistribution
+from .export import export
 from .gates import HardConcrete, L0Gate
 from .layers import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP, prune_model
 from .parametrize import l0_gate, remove_gates
@@ -48,6 +49,7 @@ __all__ = [
     "SparseMLP",
     "prune_model",
     "l0_gate",
+    "export",
     "remove_gates",
     "SparseL0Linear",
     # selection

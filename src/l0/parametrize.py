@@ -139,6 +139,21 @@ def l0_gate(
     return module
 
 
+def _own_class(module: nn.Module) -> None:
+    """Give a parametrized module a class of its own before removing a parametrization.
+
+    torch builds one ``Parametrized<Name>`` class per parametrized module, and ``copy.deepcopy``
+    shares it between the original and the copy; removing a parametrization deletes the
+    property from that class, which would strip the tensor from the original too.
+    """
+    shared = type(module)
+    if shared.__dict__.get("_l0_own_class"):
+        return
+    body = {k: v for k, v in shared.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    body["_l0_own_class"] = True
+    module.__class__ = type(shared.__name__, shared.__bases__, body)
+
+
 def remove_gates(model: nn.Module) -> nn.Module:
     """Bake the test-time gates of every :func:`l0_gate` into plain parameters; return ``model``.
 
@@ -168,6 +183,7 @@ def remove_gates(model: nn.Module) -> nn.Module:
                     f"`model` must have l0 gates as the only parametrization of a tensor; "
                     f"got {len(chain)} on {type(module).__name__}.{name}."
                 )
+            _own_class(module)
             was_training = chain.training
             chain.eval()
             with torch.no_grad():

@@ -1,0 +1,200 @@
+"""``export(model)``: a plain, physically smaller torch model with the closed units removed.
+
+The gated layers (:class:`~l0.layers.L0Linear`, :class:`~l0.layers.L0Conv2d`,
+:class:`~l0.layers.L0DepthwiseConv2d`, and any tensor gated by :func:`l0.l0_gate`) become plain
+``nn.Linear``/``nn.Conv2d`` layers with their test-time gates baked in. Then, between each pair of
+consecutive layers (a *producer* and the next *consumer*, separated only by per-unit modules:
+activations, dropout, batch norm, pooling, flatten), every unit or channel the consumer no longer
+reads is cut from both, and every unit whose output is a constant (its weights all closed) is
+cut after folding the constant into the consumer's bias. The result computes what the gated
+model computes in eval mode, with fewer parameters and FLOPs.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from ._validation import fail
+from .layers import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP
+from .parametrize import remove_gates
+
+__all__ = ["export"]
+
+# modules that act on each unit / channel separately and map a constant to a constant
+_PER_UNIT = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Identity,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.BatchNorm1d, nn.BatchNorm2d,
+    nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten,
+)
+
+
+@torch.no_grad()
+def _plain(module: nn.Module) -> nn.Module:
+    """A plain copy of ``module`` with its test-time gates baked into the parameters."""
+    if isinstance(module, (L0Linear, L0Conv2d)):
+        weight, bias = (t.detach() for t in _baked(module))
+        if isinstance(module, L0Linear):
+            plain: nn.Module = nn.Linear(module.in_features, module.out_features,
+                                         bias=bias is not None)
+        else:
+            plain = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
+                              module.stride, module.padding, module.dilation,
+                              bias=bias is not None)
+        plain = plain.to(device=weight.device, dtype=weight.dtype)
+        plain.weight.copy_(weight)
+        if bias is not None:
+            plain.bias.copy_(bias)
+        return plain
+    if isinstance(module, L0DepthwiseConv2d):
+        weight, bias = _baked(module)
+        plain = copy.deepcopy(module.depthwise_conv)
+        plain.weight.copy_(weight)
+        if bias is not None:
+            plain.bias.copy_(bias)
+        return plain
+    return remove_gates(copy.deepcopy(module))
+
+
+def _baked(layer: L0Linear | L0Conv2d | L0DepthwiseConv2d) -> tuple[Tensor, Tensor | None]:
+    weight_mask, bias_mask = layer._test_time_masks()
+    bias = layer.bias
+    if bias is not None and bias_mask is not None:
+        bias = bias * bias_mask
+    return layer.weight * weight_mask, None if bias is None else bias.detach()
+
+
+def _sequence(model: nn.Module) -> list[nn.Module]:
+    if isinstance(model, SparseMLP):
+        return [nn.Flatten(), model.fc1, nn.ReLU(), model.fc2, nn.ReLU(), model.fc3]
+    if isinstance(model, nn.Sequential):
+        flat: list[nn.Module] = []
+        for child in model:
+            flat.extend(_sequence(child) if isinstance(child, nn.Sequential) else [child])
+        return flat
+    if isinstance(model, nn.Module):
+        return [model]
+    raise fail("model", "an nn.Sequential, a SparseMLP or a layer", model, TypeError)
+
+
+def _is_dense_layer(m: nn.Module) -> bool:
+    return isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)
+
+
+@torch.no_grad()
+def _constant_outputs(producer: nn.Module, between: list[nn.Module]) -> tuple[Tensor, Tensor]:
+    """Which output units are constant (all weights zero) and the value the consumer then sees."""
+    w = producer.weight
+    constant = (w.reshape(w.shape[0], -1) == 0).all(dim=1)
+    value = producer.bias.clone() if producer.bias is not None else w.new_zeros(w.shape[0])
+    x = value.reshape(1, -1, 1, 1) if isinstance(producer, nn.Conv2d) else value.reshape(1, -1)
+    for m in between:
+        if isinstance(m, nn.Flatten) or isinstance(m, (nn.MaxPool2d, nn.AdaptiveAvgPool2d,
+                                                         nn.AdaptiveMaxPool2d)):
+            continue  # a constant map stays the same constant
+        x = m(x)
+    return constant, x.reshape(-1)
+
+
+@torch.no_grad()
+def _shrink(producer: nn.Module, between: list[nn.Module], consumer: nn.Module) -> None:
+    n_units = producer.weight.shape[0]
+    if isinstance(consumer, nn.Linear):
+        if consumer.in_features % n_units:
+            return  # not a plain unit-to-input map: leave the pair alone
+        block = consumer.in_features // n_units  # flattened channels: H*W inputs per channel
+        columns = consumer.weight.reshape(consumer.out_features, n_units, block)
+        padded = False
+    else:
+        if consumer.in_channels != n_units:
+            return
+        columns = consumer.weight.transpose(0, 1).reshape(n_units, consumer.out_channels, -1)
+        columns = columns.transpose(0, 1)  # (out, unit, kernel positions)
+        padded = any(p != 0 for p in consumer.padding) if not isinstance(consumer.padding, str) \
+            else consumer.padding != "valid"
+    unread = (columns == 0).all(dim=(0, 2))
+    constant, value = _constant_outputs(producer, between)
+    foldable = constant & ((value == 0) | (not padded))
+    drop = unread | foldable
+    keep = ~drop
+    if not drop.any():
+        return
+    fold = foldable & ~unread & (value != 0)
+    if fold.any():  # the constant's contribution moves into the consumer's bias
+        contribution = (columns[:, fold, :].sum(dim=2) * value[fold]).sum(dim=1)
+        if consumer.bias is None:
+            consumer.bias = nn.Parameter(contribution.clone())
+        else:
+            consumer.bias.add_(contribution)
+    idx = keep.nonzero().flatten()
+    producer.weight = nn.Parameter(producer.weight[idx].clone())
+    if producer.bias is not None:
+        producer.bias = nn.Parameter(producer.bias[idx].clone())
+    if isinstance(producer, nn.Linear):
+        producer.out_features = len(idx)
+    else:
+        producer.out_channels = len(idx)
+    for m in between:
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            for name in ("weight", "bias"):
+                if getattr(m, name) is not None:
+                    setattr(m, name, nn.Parameter(getattr(m, name)[idx].clone()))
+            for name in ("running_mean", "running_var"):
+                if getattr(m, name) is not None:
+                    setattr(m, name, getattr(m, name)[idx].clone())
+            m.num_features = len(idx)
+    new = columns[:, idx, :]
+    if isinstance(consumer, nn.Linear):
+        consumer.weight = nn.Parameter(new.reshape(consumer.out_features, -1).clone())
+        consumer.in_features = consumer.weight.shape[1]
+    else:
+        k = consumer.weight.shape[2:]
+        consumer.weight = nn.Parameter(new.reshape(consumer.out_channels, len(idx), *k).clone())
+        consumer.in_channels = len(idx)
+
+
+def export(model: nn.Module) -> nn.Sequential:
+    """A plain ``nn.Sequential`` equal to ``model`` in eval mode, with closed units removed.
+
+    Parameters
+    ----------
+    model : nn.Sequential, SparseMLP or a single layer
+        Gated layers (L0 layers or :func:`l0.l0_gate`) with per-unit modules between them.
+        ``model`` itself is not modified.
+
+    Returns
+    -------
+    nn.Sequential
+        Only torch modules, in eval mode. Input and output sizes are those of ``model``; inner
+        layers lose every unit or channel that is closed or no longer read.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a module.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from l0 import L0Linear
+    >>> model = torch.nn.Sequential(L0Linear(4, 8), torch.nn.ReLU(),
+    ...                             L0Linear(8, 2, structure="input"))
+    >>> with torch.no_grad():
+    ...     model[2].input_gates.qz_logits[:5] = -10.0   # close 5 of the 8 hidden units
+    >>> small = export(model)
+    >>> small[0], small[2]
+    (Linear(in_features=4, out_features=3, bias=True), Linear(in_features=3, out_features=2, bias=True))
+    >>> x = torch.randn(3, 4)
+    >>> bool(torch.allclose(small(x), model.eval()(x), atol=1e-6))
+    True
+    """
+    layers = [_plain(m).eval() for m in _sequence(model)]
+    dense = [i for i, m in enumerate(layers) if _is_dense_layer(m)]
+    for a, b in zip(dense, dense[1:]):
+        between = layers[a + 1:b]
+        if all(isinstance(m, _PER_UNIT) for m in between):
+            _shrink(layers[a], between, layers[b])
+    return nn.Sequential(*layers).eval()
