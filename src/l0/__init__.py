@@ -7,6 +7,7 @@ new ones; see the README for a tour.
 
 from . import diagnostics, functional
 from .calibration import CalibrationResult, SparseCalibrationWeights, calibrate
+from .costs import layer_costs
 from .distributions import HardConcreteDistribution
 from .export import export
 from .gates import HardConcrete, L0Gate
@@ -50,6 +51,7 @@ __all__ = [
     "prune_model",
     "l0_gate",
     "export",
+    "layer_costs",
     "remove_gates",
     "SparseL0Linear",
     # selection

@@ -1,0 +1,129 @@
+"""Parameters and FLOPs per layer: dense, expected under the gates, and open at test time.
+
+``layer_costs(model, example_input)`` runs one eval-mode forward pass (to learn each layer's
+output size) and reports, for every linear or convolution layer — L0 layers, layers gated by
+:func:`l0.l0_gate` and plain ones — the number of parameters (weights and biases) and of
+multiply-accumulates per example (a weight entry costs one MAC per output position; biases are
+not counted as MACs), each three ways: ``total`` (dense), ``expected`` (every weight weighted by
+the probability that its gate is non-zero) and ``active`` (gates open at test time).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from ._validation import fail
+from .layers import _GatedLayer
+from .parametrize import L0Parametrization
+
+__all__ = ["layer_costs"]
+
+
+def _weight_probabilities(module: nn.Module) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """(P(open), test-time open) for the weight, and the same for the bias (None if ungated)."""
+    if isinstance(module, _GatedLayer):
+        gate = module.gate
+        w_prob, b_prob = module._masks(gate.get_active_prob())
+        w_open, b_open = module._masks((gate.deterministic() != 0).to(w_prob.dtype))
+        shape = module.weight.shape
+        return (w_prob.expand(shape), w_open.expand(shape),
+                None if b_prob is None else b_prob, None if b_open is None else b_open)
+    weight = module.weight
+    ones = torch.ones_like(weight)
+    if parametrize.is_parametrized(module, "weight"):
+        chain = module.parametrizations.weight
+        gated = [p for p in chain if isinstance(p, L0Parametrization)]
+        if gated:
+            p = gated[0]
+            prob = _broadcast(p, p.gate.get_active_prob()) * ones
+            opened = _broadcast(p, (p.gate.deterministic() != 0).to(weight.dtype)) * ones
+            return prob, opened, None, None
+    return ones, ones, None, None
+
+
+def _broadcast(p: L0Parametrization, z: Tensor) -> Tensor:
+    if p.dim is None:
+        return z.reshape(p.shape)
+    view = [1] * len(p.shape)
+    view[p.dim] = p.shape[p.dim]
+    return z.reshape(view)
+
+
+@torch.no_grad()
+def layer_costs(model: nn.Module, example_input: Tensor) -> dict[str, dict[str, Any]]:
+    """Per-layer parameter and MAC counts: dense, expected under the gates, open at test time.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    example_input : Tensor
+        One batch the model accepts (its batch size does not matter: counts are per example).
+
+    Returns
+    -------
+    dict
+        ``{layer name: {"params_total", "params_expected", "params_active", "macs_total",
+        "macs_expected", "macs_active"}}``, plus a ``"total"`` entry summing them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from l0 import L0Linear
+    >>> model = torch.nn.Sequential(L0Linear(4, 3, structure="input"))
+    >>> with torch.no_grad():
+    ...     model[0].input_gates.qz_logits[:2] = -10.0   # close 2 of 4 inputs
+    >>> costs = layer_costs(model, torch.zeros(1, 4))
+    >>> costs["0"]["macs_total"], costs["0"]["macs_active"], costs["0"]["params_active"]
+    (12, 6, 9)
+    """
+    if not isinstance(model, nn.Module):
+        raise fail("model", "a torch.nn.Module", model, TypeError)
+    if not isinstance(example_input, Tensor):
+        raise fail("example_input", "a tensor the model accepts", example_input, TypeError)
+    gated = [name for name, m in model.named_modules() if isinstance(m, _GatedLayer)]
+    layers = {name: m for name, m in model.named_modules()
+              if isinstance(m, (_GatedLayer, nn.Linear, nn.Conv2d))
+              and not any(name.startswith(g + ".") for g in gated if g)}
+    positions: dict[str, int] = {}
+
+    def record(name: str, module: nn.Module, out: Tensor) -> None:
+        # output positions per example: a linear layer's leading dims, a conv's H x W
+        positions[name] = int(out[0].numel()) // int(module.weight.shape[0])
+
+    hooks = [m.register_forward_hook(lambda mod, args, out, name=name: record(name, mod, out))
+             for name, m in layers.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        model(example_input)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    report: dict[str, dict[str, Any]] = {}
+    total = dict.fromkeys(("params_total", "params_expected", "params_active", "macs_total",
+                           "macs_expected", "macs_active"), 0)
+    for name, m in layers.items():
+        if name not in positions:
+            continue  # not reached by the forward pass
+        w_prob, w_open, b_prob, b_open = _weight_probabilities(m)
+        bias = m.bias
+        n_bias = 0 if bias is None else bias.numel()
+        row = {
+            "params_total": m.weight.numel() + n_bias,
+            "params_expected": float(w_prob.sum()) + (
+                n_bias if b_prob is None else float(b_prob.sum())),
+            "params_active": int(w_open.sum()) + (n_bias if b_open is None else int(b_open.sum())),
+            "macs_total": m.weight.numel() * positions[name],
+            "macs_expected": float(w_prob.sum()) * positions[name],
+            "macs_active": int(w_open.sum()) * positions[name],
+        }
+        report[name] = row
+        for key in total:
+            total[key] += row[key]
+    report["total"] = total
+    return report
