@@ -39,18 +39,10 @@ def _weight_probabilities(module: nn.Module) -> tuple[Tensor, Tensor, Tensor | N
         gated = [p for p in chain if isinstance(p, L0Parametrization)]
         if gated:
             p = gated[0]
-            prob = _broadcast(p, p.gate.get_active_prob()) * ones
-            opened = _broadcast(p, (p.gate.deterministic() != 0).to(weight.dtype)) * ones
+            prob = p.broadcast(p.gate.get_active_prob()) * ones
+            opened = p.broadcast((p.gate.deterministic() != 0).to(weight.dtype)) * ones
             return prob, opened, None, None
     return ones, ones, None, None
-
-
-def _broadcast(p: L0Parametrization, z: Tensor) -> Tensor:
-    if p.dim is None:
-        return z.reshape(p.shape)
-    view = [1] * len(p.shape)
-    view[p.dim] = p.shape[p.dim]
-    return z.reshape(view)
 
 
 @torch.no_grad()

@@ -60,12 +60,15 @@ class L0Parametrization(nn.Module):
 
     def gates(self) -> Tensor:
         """The gates shaped to broadcast against the gated tensor."""
-        z = self.gate()
+        return self.broadcast(self.gate())
+
+    def broadcast(self, values: Tensor) -> Tensor:
+        """One value per gate, reshaped to broadcast against the gated tensor."""
         if self.dim is None:
-            return z.reshape(self.shape)
+            return values.reshape(self.shape)
         view = [1] * len(self.shape)
         view[self.dim] = self.shape[self.dim]
-        return z.reshape(view)
+        return values.reshape(view)
 
     def forward(self, X: Tensor) -> Tensor:  # noqa: N803 - parametrize's name
         return X * self.gates().to(X.dtype)
