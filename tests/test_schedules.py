@@ -122,3 +122,43 @@ def test_budget_controller_validation():
         BudgetController(0)
     with pytest.raises(ValueError, match="`initial` must be a float >= 1e-12"):
         BudgetController(5, initial=0.0)
+
+
+@pytest.mark.parametrize("structure, fraction", [("input", 0.5), ("weight", 0.3)])
+def test_sparsity_controller_brings_a_network_to_its_budget_within_two_percent(structure, fraction):
+    from sklearn.datasets import load_digits
+    from torch import nn
+
+    from l0 import L0Linear, compute_l0_penalty
+
+    torch.manual_seed(0)
+    X, y = load_digits(return_X_y=True)
+    X = torch.tensor(X / 16, dtype=torch.float32)
+    y = torch.tensor(y)
+
+    def lin(i, o):
+        return L0Linear(i, o, structure=structure, init_sparsity=0.1, temperature=2 / 3)
+
+    model = nn.Sequential(lin(64, 100), nn.ReLU(), lin(100, 50), nn.ReLU(), lin(50, 10))
+    total = sum(m.weight.numel() for m in model if isinstance(m, L0Linear))
+    steps = 2000
+    ctl = SparsityController(fraction * total, total, lr=5.0, rho=1000.0, start=total,
+                             ramp=steps // 2)
+    gates = [p for n, p in model.named_parameters() if "gates" in n]
+    weights = [p for n, p in model.named_parameters() if "gates" not in n]
+    opt = torch.optim.Adam([{"params": weights}, {"params": gates, "lr": 2e-2}], lr=2e-3)
+    batches = torch.randint(0, len(X), (steps, 128), generator=torch.Generator().manual_seed(0))
+    for idx in batches:
+        expected = compute_l0_penalty(model)
+        loss = nn.functional.cross_entropy(model(X[idx]), y[idx]) + ctl.penalty(expected)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ctl.step(expected.detach())
+    target = fraction * total
+    assert abs(compute_l0_penalty(model).item() - target) <= 0.02 * target
+    active = sum(int((m.weight * m._test_time_masks()[0] != 0).sum()) for m in model
+                 if isinstance(m, L0Linear))
+    assert abs(active - target) <= 0.03 * target  # whole input units move in blocks
+    model.eval()
+    assert (model(X).argmax(1) == y).float().mean() > 0.95
