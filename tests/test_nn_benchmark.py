@@ -1,0 +1,19 @@
+"""The network benchmark's fast digits version: L0 models shrink, export exactly, stay accurate."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import nn_mnist  # noqa: E402
+
+
+def test_digits_version_of_the_network_benchmark():
+    rows = {r["model"]: r for r in nn_mnist.run("digits", epochs=150, budget=0.3, finetune=5)}
+    dense, units, weights = rows["dense"], rows["L0 input units"], rows["L0 per weight"]
+    assert dense["arch"] == [64, 300, 100, 10] and dense["error"] < 0.06
+    # input-unit gates remove whole units: a smaller architecture, still accurate
+    assert units["arch"][0] < 64 and units["arch"][1] < 300
+    assert units["params"] < 0.45 * dense["params"] and units["error"] < 0.08
+    assert weights["params"] < 0.45 * dense["params"] and weights["error"] < 0.08
+    assert len(rows) == 5
