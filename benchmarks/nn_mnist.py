@@ -93,7 +93,7 @@ def gated_weights(model: nn.Module) -> int:
 
 
 def train(model: nn.Module, data, epochs: int, *, budget: float | None = None,
-          seed: int = 0, lr: float = 1e-3) -> float:
+          seed: int = 0, lr: float = 1e-3, ramp: float = 0.5) -> float:
     """Train in place; return seconds per epoch."""
     xt, yt = data[0], data[1]
     gen = torch.Generator().manual_seed(seed)
@@ -106,7 +106,7 @@ def train(model: nn.Module, data, epochs: int, *, budget: float | None = None,
     if budget is not None:
         n = gated_weights(model)
         ctl = SparsityController(budget * n, n, lr=5.0, rho=1000.0, start=n,
-                                 ramp=(epochs * batches) // 2)
+                                 ramp=int(ramp * epochs * batches))
     start = time.perf_counter()
     for _ in range(epochs):
         order = torch.randperm(len(xt), generator=gen)
@@ -163,7 +163,7 @@ def magnitude(dense: nn.Module, data, params: int, epochs: int, structured_arch=
 
 # --------------------------------------------------------------------------- run
 def run(dataset: str = "mnist", epochs: int = 20, budget: float = 0.2, finetune: int = 5,
-        seed: int = 0) -> list[dict]:
+        seed: int = 0, ramp: float = 0.5) -> list[dict]:
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     data = load_mnist() if dataset == "mnist" else load_digits_split()
@@ -177,7 +177,7 @@ def run(dataset: str = "mnist", epochs: int = 20, budget: float = 0.2, finetune:
     for kind, label in (("input", "L0 input units"), ("weight", "L0 per weight")):
         torch.manual_seed(seed)
         model = make(kind, sizes)
-        seconds = train(model, data, epochs, budget=budget, seed=seed)
+        seconds = train(model, data, epochs, budget=budget, seed=seed, ramp=ramp)
         small = export(model)
         x = data[2][:256]
         assert torch.allclose(small(x), model.eval()(x), atol=1e-4), "export changed the model"
@@ -203,11 +203,13 @@ def main() -> None:
                         help="fraction of gated weights the L0 models may keep")
     parser.add_argument("--finetune", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ramp", type=float, default=0.5,
+                        help="fraction of the training over which the budget is ramped down")
     args = parser.parse_args()
-    rows = run(args.dataset, args.epochs, args.budget, args.finetune, args.seed)
+    rows = run(args.dataset, args.epochs, args.budget, args.finetune, args.seed, args.ramp)
     dense_s = rows[0]["seconds"]
-    print(f"{args.dataset}, {args.epochs} epochs, budget {args.budget:.0%} of gated weights, "
-          "one thread\n")
+    print(f"{args.dataset}, {args.epochs} epochs, budget {args.budget:.0%} of gated weights "
+          f"ramped over {args.ramp:.0%} of the steps, one thread\n")
     print("| model | test error | architecture (inputs read per layer) | non-zero params "
           "| s/epoch | × dense |")
     print("|---|---|---|---|---|---|")
