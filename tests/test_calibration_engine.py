@@ -94,7 +94,10 @@ def make_engine(problem, seed=0, settings=EngineSettings(l0_weight=0.3, l2_weigh
 
 def autograd_loss(problem, theta, log_alpha, noise, s: EngineSettings):
     d = torch.tensor(problem.design)
-    z = F.sample_hard_concrete(log_alpha, noise, s.temperature, s.gamma, s.zeta)
+    # the sampler written out in plain torch ops: autograd is an independent oracle
+    logistic = torch.logit(noise, eps=torch.finfo(noise.dtype).eps)  # float32, as the engine
+    gate = torch.sigmoid((logistic + log_alpha) / s.temperature)
+    z = (gate * (s.zeta - s.gamma) + s.gamma).clamp(0.0, 1.0)
     base = d * torch.exp(theta)
     est = torch.from_numpy(problem.M.toarray()) @ (base * z)
     e = (est - torch.tensor(problem.y)) / torch.tensor(problem.scale)

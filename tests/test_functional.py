@@ -138,3 +138,19 @@ def test_invalid_rule_and_types():
         F.deterministic_gate(torch.zeros(1), 0.5, rule="mean")
     with pytest.raises(TypeError, match="`temperature` must be a float"):
         F.prob_nonzero(torch.zeros(1), "0.5")
+
+
+def test_sampler_backward_equals_autograd_of_the_explicit_formula():
+    g = torch.Generator().manual_seed(3)
+    log_alpha = torch.randn(4, 5, generator=g, dtype=torch.float64) * 3
+    noise = torch.rand(7, 4, 5, generator=g, dtype=torch.float64)  # broadcasts over log_alpha
+    weights = torch.randn(7, 4, 5, generator=g, dtype=torch.float64)
+    ours = log_alpha.clone().requires_grad_()
+    (F.sample_hard_concrete(ours, noise, 0.4) * weights).sum().backward()
+    ref = log_alpha.clone().requires_grad_()
+    u = noise.clamp(torch.finfo(noise.dtype).eps, 1 - torch.finfo(noise.dtype).eps)
+    s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + ref) / 0.4)
+    z = (s * (F.ZETA - F.GAMMA) + F.GAMMA).clamp(0.0, 1.0)
+    (z * weights).sum().backward()
+    torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(F.sample_hard_concrete(log_alpha, noise, 0.4), z.detach())
