@@ -91,6 +91,9 @@ class GradientEngine:
             math.log(high) if math.isfinite(high) else math.inf,
         )
         self._theta, self._log_alpha = theta.detach(), log_alpha.detach()  # views, no autograd
+        # 2 * closeness * d / sum(d), computed once (only when the penalty is on)
+        self._closeness_scale = (2.0 * settings.closeness) * self.design / self.design.sum() \
+            if settings.closeness else None
         self._unit_design = bool((problem.design == 1.0).all())
         with torch.no_grad():  # the hot loop relies on logits within the bound
             log_alpha.clamp_(-F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
@@ -161,9 +164,8 @@ class GradientEngine:
             grad_theta.addcmul_(base, base, value=2.0 * s.l2_weight)
         if s.closeness:
             ratio = base / self.design
-            share = self.design / self.design.sum()
-            grad_theta += (2.0 * s.closeness) * share * (ratio - 1.0) * ratio
-            del ratio, share
+            grad_theta += self._closeness_scale * (ratio - 1.0) * ratio
+            del ratio
         grads = [grad_theta]
         expected = 0.0
         if s.use_gates:

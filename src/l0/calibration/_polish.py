@@ -3,7 +3,7 @@
 The L0 engine chooses *which* records to keep; its test-time weights are shrunk by fractional
 gate values and carry the noise of the last epochs. Here the kept records' ratios
 :math:`x = w/d` are refit by L-BFGS-B (scipy) inside the ratio bounds, on the same loss (plus the
-closeness and legacy L2 terms, if any), with the two products restricted to the support. With the
+closeness term, if any), with the two products restricted to the support. With the
 default (quadratic) losses the problem is convex in :math:`x`, so this reaches the best fit the
 support allows; a ratio may reach 0, which drops that record too.
 
@@ -45,7 +45,6 @@ def polish(
     start: np.ndarray,
     *,
     closeness: float = 0.0,
-    l2_weight: float = 0.0,
     max_iter: int = 3000,
     stop_error: float = 1e-8,
 ) -> tuple[np.ndarray, PolishReport]:
@@ -74,10 +73,6 @@ def polish(
         if closeness:
             loss += closeness * float(share @ (x - 1.0) ** 2)
             grad += 2.0 * closeness * share * (x - 1.0)
-        if l2_weight:
-            w = design * x
-            loss += l2_weight * float(w @ w)
-            grad += 2.0 * l2_weight * design * w
         return loss, grad
 
     x0 = np.clip(start, low, high)

@@ -35,7 +35,6 @@ class StoppingRule:
     eval_every: int = 10
     rtol: float = 1e-3
     patience: int = 20
-    min_epochs: int = 0
     ramp_epochs: int = 500  # a record budget is approached over these epochs (BudgetController)
 
 
@@ -131,8 +130,6 @@ class TrainingLoop:
             st.best, st.since_best = row["objective"], 0  # patience counts only on budget
         else:
             st.since_best += 1
-        if engine.epoch < rule.min_epochs:
-            return False
         if self._banded and within and on_budget:
             st.converged, st.reason = True, "all targets within tolerance"
         elif st.since_best >= rule.patience and on_budget:
