@@ -52,6 +52,24 @@ def test_closed_output_channels_output_exact_zero_including_bias():
     assert lin(torch.randn(2, 4))[:, 1].abs().max() == 0
 
 
+def test_input_gates_same_values_and_gradients_whether_or_not_the_input_needs_grad():
+    # Without an input gradient the layer gates its weight columns instead of its inputs.
+    layer = L0Linear(6, 4, structure="input", init_sparsity=0.3)
+    x = torch.randn(5, 6)
+    results = []
+    for needs_grad in (False, True):
+        layer.gate.generator = torch.Generator().manual_seed(3)
+        layer.zero_grad()
+        inp = x.clone().requires_grad_(needs_grad)
+        out = layer(inp)
+        (out.sin().sum()).backward()
+        results.append((out.detach(), layer.weight.grad.clone(), layer.bias.grad.clone(),
+                        layer.gate.qz_logits.grad.clone()))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+    assert results[0][3].abs().sum() > 0
+
+
 def test_closed_input_unit_ignores_that_input():
     layer = L0Linear(3, 2, structure="input")
     _set_logits(layer.gate, [10.0, -10.0, 10.0])

@@ -16,6 +16,7 @@ from l0 import (
     get_sparsity_stats,
     update_temperatures,
 )
+from l0 import functional as F
 
 
 class Mixed(nn.Module):
@@ -37,6 +38,39 @@ def test_l0_penalty_counts_every_gate_once_wherever_it_lives():
     torch.testing.assert_close(compute_l0_penalty(model), expected)
     model.shared = model.free_gate  # the same gate twice counts once
     torch.testing.assert_close(compute_l0_penalty(model), expected)
+
+
+def test_l0_penalty_value_and_gradient_equal_the_closed_form_through_autograd():
+    # The penalty is one autograd node with a written-out gradient; the oracle is the sum of
+    # sigmoid(clamp(log_alpha) - beta*log(-gamma/zeta)) * cost in plain torch ops.
+    torch.manual_seed(0)
+    model = nn.ModuleDict({
+        "a": HardConcrete(5, 3, temperature=0.4, stretch=0.2, cost=1.0),
+        "b": HardConcrete(7, temperature=2 / 3, cost=12.0),
+        "c": HardConcrete(4, temperature=0.9, stretch=0.05, cost=3.5, dtype=torch.float64),
+    })
+    with torch.no_grad():
+        for gate in model.values():
+            gate.qz_logits.copy_(torch.randn(gate.gate_size) * 4)
+        model["b"].qz_logits[:3] = torch.tensor([31.0, -45.0, 8.0])  # beyond/inside the clamp
+    penalty = compute_l0_penalty(model)
+    penalty.backward()
+    ours = [g.qz_logits.grad.clone() for g in model.values()]
+    oracle = 0
+    for gate in model.values():
+        gate.qz_logits.grad = None
+        shift = gate.temperature * torch.log(torch.tensor(gate.stretch / (1 + gate.stretch)))
+        logits = gate.qz_logits.clamp(-30.0, 30.0)
+        oracle = oracle + torch.sigmoid(logits - shift.to(logits.dtype)).sum() * gate.cost
+    oracle.backward()
+    torch.testing.assert_close(penalty, oracle.to(penalty.dtype))
+    for gate, grad in zip(model.values(), ours):
+        assert grad.dtype == gate.qz_logits.dtype
+        torch.testing.assert_close(grad, gate.qz_logits.grad)
+    assert ours[1][0] == 0 and ours[1][1] == 0 and ours[1][2] > 0
+    logits = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda la: F._expected_open([(la, 0.3, 2.0), (la * 2, -0.1, 1.0)]),
+                                    (logits,))
 
 
 def test_l2_penalty_squares_weights_never_gate_logits():

@@ -249,11 +249,56 @@ def prob_nonzero(
     return _prob_nonzero(log_alpha, temperature, low, high)
 
 
+def _open_shift(temperature: float, low: float, high: float) -> float:
+    """:math:`\\beta \\log(-\\gamma/\\zeta)`: P(z != 0) is ``sigmoid(log_alpha - shift)``."""
+    return temperature * math.log(-low / high)
+
+
 def _prob_nonzero(
     log_alpha: Tensor, temperature: float, low: float, high: float, clamp: bool = True
 ) -> Tensor:
     logits = _clamp(log_alpha) if clamp else log_alpha
-    return torch.sigmoid(logits - temperature * math.log(-low / high))
+    return torch.sigmoid(logits - _open_shift(temperature, low, high))
+
+
+class _ExpectedOpen(torch.autograd.Function):
+    """``sum_g cost_g * sum P(z_g != 0)`` over several gate tensors as *one* autograd node.
+
+    The value is :func:`prob_nonzero` summed (logits clamped as everywhere); the gradient is
+    written out, ``cost * p * (1 - p)`` inside the clamp and 0 outside. A network's penalty
+    otherwise records half a dozen tiny ops per gate tensor, and their bookkeeping costs more
+    than their arithmetic in a small model's training step.
+    """
+
+    @staticmethod
+    def forward(ctx, terms: tuple[tuple[float, float], ...], *log_alphas: Tensor) -> Tensor:  # type: ignore[override]
+        probs = [torch.sigmoid(_clamp(la) - shift) for la, (shift, _) in zip(log_alphas, terms)]
+        total = probs[0].sum() * terms[0][1]
+        for p, (_, cost) in zip(probs[1:], terms[1:]):
+            total = total + p.sum() * cost
+        ctx.costs = [cost for _, cost in terms]
+        ctx.save_for_backward(*log_alphas, *probs)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        n = len(ctx.costs)
+        saved = ctx.saved_tensors
+        grads = []
+        for la, p, cost, needed in zip(saved[:n], saved[n:], ctx.costs, ctx.needs_input_grad[1:]):
+            if not needed:
+                grads.append(None)
+                continue
+            g = (p - p * p) * (grad * cost)
+            grads.append(g.masked_fill_(la.abs() > LOG_ALPHA_BOUND, 0.0))
+        return (None, *grads)
+
+
+def _expected_open(terms: list[tuple[Tensor, float, float]]) -> Tensor:
+    """``sum cost * P(z != 0)`` for ``terms`` of ``(log_alpha, shift, cost)`` (see
+    :class:`_ExpectedOpen`); ``shift`` from :func:`_open_shift`. ``terms`` must not be empty."""
+    log_alphas = [la for la, _, _ in terms]
+    return _ExpectedOpen.apply(tuple((shift, cost) for _, shift, cost in terms), *log_alphas)
 
 
 def prob_one(log_alpha: Tensor, temperature: float, low: float = GAMMA, high: float = ZETA) -> Tensor:

@@ -155,7 +155,13 @@ class HardConcrete(nn.Module):
 
     def get_penalty(self) -> Tensor:
         """Expected L0 norm: ``cost * sum(P(z != 0))`` (differentiable)."""
-        return self.get_active_prob().sum() * self.cost
+        return F._expected_open([self._penalty_term()])
+
+    def _penalty_term(self) -> tuple[Tensor, float, float]:
+        """``(logits, shift, cost)`` for :func:`l0.functional._expected_open`, which sums many
+        gates' penalties as one autograd node (see :func:`l0.compute_l0_penalty`)."""
+        shift = F._open_shift(self.temperature, self.gamma, self.zeta)
+        return self.qz_logits, shift, self.cost
 
     def get_sparsity(self) -> float:
         """Expected fraction of closed gates, ``1 - mean(P(z != 0))``."""

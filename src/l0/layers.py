@@ -186,8 +186,13 @@ class L0Linear(_GatedLayer):
 
     def forward(self, input: Tensor) -> Tensor:
         # Unit gates act on the (smaller) activations, not on the weight matrix: the same
-        # function, one batch-by-units product instead of a weight-sized one per step.
+        # function, one batch-by-units product instead of a weight-sized one per step. The
+        # exception is an input that needs no gradient (a first layer): gating the weight's
+        # columns there spares backward the input-gradient product (a full matmul) that gated
+        # activations would require to reach the gates.
         if self.structure == "input":
+            if torch.is_grad_enabled() and not input.requires_grad:
+                return TF.linear(input, self.weight * self.gate(), self.bias)
             return TF.linear(input * self.gate(), self.weight, self.bias)
         if self.structure == "output":
             return TF.linear(input, self.weight, self.bias) * self.gate()

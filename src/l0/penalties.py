@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import functional as F
 from ._validation import check_real
 from .gates import HardConcrete
 from .layers import _GatedLayer
@@ -55,11 +56,8 @@ def compute_l0_penalty(model: nn.Module) -> Tensor:
     76.83
     """
     _check_model(model)
-    total = _zero(model)
-    for module in model.modules():
-        if isinstance(module, HardConcrete):
-            total = total + module.get_penalty()
-    return total
+    terms = [m._penalty_term() for m in model.modules() if isinstance(m, HardConcrete)]
+    return F._expected_open(terms) if terms else _zero(model)
 
 
 def _gate_parameter_ids(model: nn.Module) -> set[int]:
