@@ -142,7 +142,9 @@ def sample_hard_concrete(
     temperature, low, high = check_hard_concrete(temperature, low, high)
     eps = torch.finfo(noise.dtype).eps
     s = torch.sigmoid((torch.logit(noise, eps=eps) + _clamp(log_alpha)) / temperature)
-    return (s * (high - low) + low).clamp(0.0, 1.0)
+    # hardtanh is clamp(0, 1) with a one-kernel backward (zero where the gate is exactly 0 or 1,
+    # as sample_gradient); clamp's backward costs four kernels per gate tensor and step
+    return torch.nn.functional.hardtanh(s * (high - low) + low, 0.0, 1.0)
 
 
 def sample_gradient(gate: Tensor, temperature: float, low: float = GAMMA, high: float = ZETA) -> Tensor:
