@@ -154,3 +154,22 @@ def test_sampler_backward_equals_autograd_of_the_explicit_formula():
     (z * weights).sum().backward()
     torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(F.sample_hard_concrete(log_alpha, noise, 0.4), z.detach())
+
+
+def test_sampler_gradient_is_zero_beyond_the_logit_clamp_and_values_match_the_no_grad_path():
+    # float64 noise within 1e-14 of 1 lifts a clamped logit of -30 into the open interval: the
+    # sample moves with the noise but not with log_alpha, which the clamp holds at -30.
+    log_alpha = torch.tensor([-40.0, 35.0, 0.5, -29.0], dtype=torch.float64, requires_grad=True)
+    near_one = torch.sigmoid(torch.tensor(30.5, dtype=torch.float64))  # logit(u) = 30.5
+    noise = torch.stack([near_one, 1 - near_one, torch.tensor(0.7).double(), near_one])
+    z = F.sample_hard_concrete(log_alpha, noise, 0.9)
+    z.sum().backward()
+    assert 0 < z[0] < 1 and 0 < z[1] < 1 and 0 < z[3] < 1
+    assert log_alpha.grad[0] == 0 and log_alpha.grad[1] == 0
+    assert log_alpha.grad[2] > 0 and log_alpha.grad[3] > 0
+    with torch.no_grad():  # the plain-operation path gives the same values bit for bit
+        assert torch.equal(F.sample_hard_concrete(log_alpha, noise, 0.9), z.detach())
+    mixed = torch.zeros(3, dtype=torch.float64, requires_grad=True)  # float32 noise, float64 logits
+    out = F.sample_hard_concrete(mixed, torch.tensor([0.2, 0.5, 0.8]), 0.5)
+    out.sum().backward()
+    assert out.dtype == torch.float64 and mixed.grad.dtype == torch.float64

@@ -32,16 +32,17 @@ def check_real(
     high_open: bool = False,
 ) -> float:
     """Return ``value`` as a finite float within the given bounds, or raise."""
-    expected = _range_text("a float", low, high, low_open, high_open)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise fail(name, expected, value, TypeError)
-    value = float(value)
-    if not math.isfinite(value):
-        raise fail(name, expected, value)
-    if low is not None and (value < low or (low_open and value == low)):
-        raise fail(name, expected, value)
-    if high is not None and (value > high or (high_open and value == high)):
-        raise fail(name, expected, value)
+    if type(value) is not float:  # the hot path (a float) skips the slower ABC check
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise fail(name, _range_text("a float", low, high, low_open, high_open), value,
+                       TypeError)
+        value = float(value)
+    if (
+        not math.isfinite(value)
+        or (low is not None and (value < low or (low_open and value == low)))
+        or (high is not None and (value > high or (high_open and value == high)))
+    ):
+        raise fail(name, _range_text("a float", low, high, low_open, high_open), value)
     return value
 
 
