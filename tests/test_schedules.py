@@ -58,6 +58,25 @@ def test_controller_drives_expected_count_to_target(target):
     assert abs(gate.get_num_active() - target) <= 0.1 * target
 
 
+@pytest.mark.parametrize("mode", ["equal", "at_most"])
+@pytest.mark.parametrize("expected_value", [30.0, 100.0, 340.0])
+def test_controller_penalty_value_and_gradient_equal_the_formula_through_autograd(mode, expected_value):
+    ctl = SparsityController(100, 1000, lr=0.7, rho=25.0, mode=mode, start=400, ramp=10)
+    for count in (500.0, 300.0, 600.0):  # some history: a non-zero multiplier, a ramped target
+        ctl.step(count)
+    expected = torch.tensor(expected_value, dtype=torch.float64, requires_grad=True)
+    ours = ctl.penalty(expected)
+    (grad,) = torch.autograd.grad(ours, expected)
+    oracle_in = expected.detach().clone().requires_grad_()
+    c = (oracle_in - ctl.target) / 1000
+    q = c.clamp(min=0.0) if mode == "at_most" else c
+    oracle = ctl.multiplier * c + 25.0 * q**2
+    (oracle_grad,) = torch.autograd.grad(oracle, oracle_in)
+    assert ctl.multiplier != 0 and ctl.target != 100
+    torch.testing.assert_close(ours, oracle)
+    torch.testing.assert_close(grad, oracle_grad)
+
+
 def test_at_most_controller_leaves_a_count_below_budget_alone():
     ctl = SparsityController(100, 1000, mode="at_most")
     ctl.step(torch.tensor(50.0))

