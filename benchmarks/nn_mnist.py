@@ -221,7 +221,7 @@ def magnitude(dense: nn.Module, data, params: int, epochs: int, structured_arch=
 
 # --------------------------------------------------------------------------- run
 def run(dataset: str = "mnist", epochs: int = 20, budget: float = 0.35, finetune: int = 5,
-        seed: int = 0, ramp: float = 0.5, decay: float = 0.5) -> list[dict]:
+        seed: int = 0, ramp: float = 0.5, decay: float = 0.5, timing_rounds: int = 40) -> list[dict]:
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     data = load_mnist() if dataset == "mnist" else load_digits_split()
@@ -250,7 +250,7 @@ def run(dataset: str = "mnist", epochs: int = 20, budget: float = 0.35, finetune
     pruned = magnitude(dense, data, l0_params, finetune, structured_arch=l0_arch[:-1])
     rows.append({"model": f"magnitude (structured, +{finetune} ep.)", "error": error(pruned, data),
                  "seconds": None, **dict(zip(("arch", "params"), architecture(pruned)))})
-    costs = step_cost(sizes, data, budget, seed=seed)
+    costs = step_cost(sizes, data, budget, rounds=timing_rounds, seed=seed)
     for row, kind in zip(rows, ("dense", "input", "weight")):
         row["step_ms"], row["ratio"] = costs[kind]
     return rows

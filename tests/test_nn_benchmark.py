@@ -9,7 +9,8 @@ import nn_mnist  # noqa: E402
 
 
 def test_digits_version_of_the_network_benchmark():
-    rows = {r["model"]: r for r in nn_mnist.run("digits", epochs=150, budget=0.3, finetune=5)}
+    rows = {r["model"]: r for r in nn_mnist.run("digits", epochs=150, budget=0.3, finetune=5,
+                                                    timing_rounds=3)}
     dense, units, weights = rows["dense"], rows["L0 input units"], rows["L0 per weight"]
     assert dense["arch"] == [64, 300, 100, 10] and dense["error"] < 0.06
     # input-unit gates remove whole units: a smaller architecture, still accurate
