@@ -73,6 +73,18 @@ def test_l0_penalty_value_and_gradient_equal_the_closed_form_through_autograd():
                                     (logits,))
 
 
+def test_l0_penalty_trains_after_being_evaluated_in_inference_mode():
+    # the penalty caches per-gate coefficient vectors; one made under inference_mode must not
+    # poison a later training step
+    layer = L0Linear(5, 3, structure="input", temperature=0.37)
+    with torch.inference_mode():
+        first = compute_l0_penalty(layer)
+    penalty = compute_l0_penalty(layer)
+    penalty.backward()
+    torch.testing.assert_close(penalty.detach(), first.clone())
+    assert layer.gate.qz_logits.grad.abs().sum() > 0
+
+
 def test_l2_penalty_squares_weights_never_gate_logits():
     model = Mixed()
     expected = sum((m.weight ** 2).sum() for m in (model.fc, model.conv, model.plain))

@@ -330,10 +330,12 @@ def _coefficients(
     dtype: torch.dtype, device: torch.device,
 ) -> tuple[Tensor, Tensor]:
     """Per-gate shift and cost vectors for :class:`_ExpectedOpen` (cached: a model asks for the
-    same ones every step until a temperature changes)."""
-    repeats = torch.tensor(counts, device=device)
-    shift = torch.tensor(shifts, dtype=dtype, device=device).repeat_interleave(repeats)
-    cost = torch.tensor(costs, dtype=dtype, device=device).repeat_interleave(repeats)
+    same ones every step until a temperature changes). Made outside inference mode whatever the
+    caller's mode: a cached inference tensor could never be saved for a later backward pass."""
+    with torch.inference_mode(False):
+        repeats = torch.tensor(counts, device=device)
+        shift = torch.tensor(shifts, dtype=dtype, device=device).repeat_interleave(repeats)
+        cost = torch.tensor(costs, dtype=dtype, device=device).repeat_interleave(repeats)
     return shift, cost
 
 
