@@ -139,3 +139,23 @@ def test_penalty_tracker(tmp_path):
     assert len(fig.axes) == 2
     tracker.clear()
     assert tracker.get_history("loss") == []
+
+
+def test_l0_penalty_is_the_same_with_one_node_per_gate_tensor(monkeypatch):
+    # above F._VECTOR_GATES gates each tensor gets its own node instead of shared vectors
+    torch.manual_seed(1)
+    model = nn.Sequential(L0Linear(6, 5, structure="input"), L0Linear(5, 4),
+                          L0Conv2d(2, 3, 3, structured=True))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 3)
+    grads = []
+    for threshold in (F._VECTOR_GATES, 4):
+        monkeypatch.setattr(F, "_VECTOR_GATES", threshold)
+        model.zero_grad()
+        value = compute_l0_penalty(model)
+        value.backward()
+        grads.append((value.detach(), [m.gate.qz_logits.grad.clone() for m in model]))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b)

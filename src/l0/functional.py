@@ -296,42 +296,50 @@ def _prob_nonzero(
 
 
 class _ExpectedOpen(torch.autograd.Function):
-    """``sum_i cost_i * P(z_i != 0)`` over the gates of several tensors, as *one* autograd node.
+    """``sum cost * P(z != 0)`` over the gates of one or more tensors, as *one* autograd node.
 
-    The logits are concatenated into one vector, with per-gate ``shift`` and ``cost`` vectors
-    (:func:`_coefficients`), so the whole penalty is a handful of operations whatever the number
-    of gate tensors: a network's penalty otherwise records half a dozen tiny operations per gate
-    tensor, whose bookkeeping costs more than their arithmetic in a small model's training step.
-    The value is :func:`prob_nonzero` (logits clamped as everywhere); the gradient is written
-    out, ``cost * p * (1 - p)`` strictly inside the clamp and 0 outside.
+    ``shift`` and ``cost`` are floats (one tensor) or per-gate vectors matching the concatenated
+    logits (several tensors; see :func:`_expected_open`). The value is :func:`prob_nonzero`
+    (logits clamped as everywhere); the gradient is written out, ``cost * p * (1 - p)``
+    strictly inside the clamp and 0 outside. A network's penalty otherwise records half a dozen
+    tiny operations per gate tensor, whose bookkeeping costs more than their arithmetic in a
+    small model's training step.
     """
 
     @staticmethod
-    def forward(ctx, shift: Tensor, cost: Tensor, *log_alphas: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, shift: float | Tensor, cost: float | Tensor, *log_alphas: Tensor) -> Tensor:  # type: ignore[override]
         flat = torch.cat([la.reshape(-1) for la in log_alphas])
         p = torch.sigmoid(_clamp(flat) - shift)
         ctx.shapes = [la.shape for la in log_alphas]
-        ctx.save_for_backward(flat, p, cost)
-        return torch.dot(p, cost)
+        ctx.cost = cost
+        ctx.save_for_backward(flat, p)
+        return torch.dot(p, cost) if isinstance(cost, Tensor) else p.sum() * cost
 
     @staticmethod
     @once_differentiable  # a second derivative raises instead of silently coming out wrong
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        flat, p, cost = ctx.saved_tensors
-        g = torch.addcmul(p, p, p, value=-1.0).mul_(cost).mul_(grad)
+        flat, p = ctx.saved_tensors
+        g = torch.addcmul(p, p, p, value=-1.0).mul_(grad).mul_(ctx.cost)
         g = torch.ops.aten.hardtanh_backward(g, flat, -LOG_ALPHA_BOUND, LOG_ALPHA_BOUND)
         parts = g.split([shape.numel() for shape in ctx.shapes])
         return (None, None, *(part.view(shape) for part, shape in zip(parts, ctx.shapes)))
 
 
-@functools.lru_cache(maxsize=32)
+_VECTOR_GATES = 1 << 16
+"""Up to this many gates, several gate tensors share one :class:`_ExpectedOpen` node through
+cached per-gate coefficient vectors (the per-operation overhead matters); above it each tensor
+gets its own node (the arithmetic dominates, and the vectors would cost memory)."""
+
+
+@functools.lru_cache(maxsize=8)
 def _coefficients(
     counts: tuple[int, ...], shifts: tuple[float, ...], costs: tuple[float, ...],
     dtype: torch.dtype, device: torch.device,
 ) -> tuple[Tensor, Tensor]:
-    """Per-gate shift and cost vectors for :class:`_ExpectedOpen` (cached: a model asks for the
-    same ones every step until a temperature changes). Made outside inference mode whatever the
-    caller's mode: a cached inference tensor could never be saved for a later backward pass."""
+    """Per-gate shift and cost vectors for :class:`_ExpectedOpen`, at most ``_VECTOR_GATES``
+    long (cached: a model asks for the same ones every step until a temperature changes). Made
+    outside inference mode whatever the caller's mode: a cached inference tensor could never be
+    saved for a later backward pass."""
     with torch.inference_mode(False):
         repeats = torch.tensor(counts, device=device)
         shift = torch.tensor(shifts, dtype=dtype, device=device).repeat_interleave(repeats)
@@ -341,20 +349,22 @@ def _coefficients(
 
 def _expected_open(terms: list[tuple[Tensor, float, float]]) -> Tensor:
     """``sum cost * P(z != 0)`` for ``terms`` of ``(log_alpha, shift, cost)`` (see
-    :class:`_ExpectedOpen`), one autograd node per device and dtype among the logits; ``shift``
-    from :func:`_open_shift`. ``terms`` must not be empty."""
+    :class:`_ExpectedOpen`); ``shift`` from :func:`_open_shift`. ``terms`` must not be empty."""
     groups: dict[tuple[torch.dtype, torch.device], list[tuple[Tensor, float, float]]] = {}
     for term in terms:
         groups.setdefault((term[0].dtype, term[0].device), []).append(term)
-    total: Tensor | None = None
+    parts = []
     for (dtype, device), group in groups.items():
-        shift, cost = _coefficients(
-            tuple(la.numel() for la, _, _ in group), tuple(float(s) for _, s, _ in group),
-            tuple(float(c) for _, _, c in group), dtype, device,
-        )
-        part = _ExpectedOpen.apply(shift, cost, *(la for la, _, _ in group))
-        total = part if total is None else total + part
-    assert total is not None, "_expected_open needs at least one term"
+        counts = tuple(la.numel() for la, _, _ in group)
+        if len(group) > 1 and sum(counts) <= _VECTOR_GATES:
+            shift, cost = _coefficients(counts, tuple(float(s) for _, s, _ in group),
+                                        tuple(float(c) for _, _, c in group), dtype, device)
+            parts.append(_ExpectedOpen.apply(shift, cost, *(la for la, _, _ in group)))
+        else:
+            parts.extend(_ExpectedOpen.apply(float(s), float(c), la) for la, s, c in group)
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
     return total
 
 
