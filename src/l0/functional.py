@@ -291,8 +291,14 @@ def _open_shift(temperature: float, low: float, high: float) -> float:
 def _prob_nonzero(
     log_alpha: Tensor, temperature: float, low: float, high: float, clamp: bool = True
 ) -> Tensor:
+    return _prob_nonzero_shifted(log_alpha, _open_shift(temperature, low, high), clamp)
+
+
+def _prob_nonzero_shifted(log_alpha: Tensor, shift: float | Tensor, clamp: bool = True) -> Tensor:
+    """P(z != 0) = ``sigmoid(log_alpha - shift)``, ``shift`` from :func:`_open_shift` (a float,
+    or per-gate values broadcasting against ``log_alpha``)."""
     logits = _clamp(log_alpha) if clamp else log_alpha
-    return torch.sigmoid(logits - _open_shift(temperature, low, high))
+    return torch.sigmoid(logits - shift)
 
 
 class _ExpectedOpen(torch.autograd.Function):
@@ -309,7 +315,7 @@ class _ExpectedOpen(torch.autograd.Function):
     @staticmethod
     def forward(ctx, shift: float | Tensor, cost: float | Tensor, *log_alphas: Tensor) -> Tensor:  # type: ignore[override]
         flat = torch.cat([la.reshape(-1) for la in log_alphas])
-        p = torch.sigmoid(_clamp(flat) - shift)
+        p = _prob_nonzero_shifted(flat, shift)
         ctx.shapes = [la.shape for la in log_alphas]
         ctx.cost = cost
         ctx.save_for_backward(flat, p)
