@@ -138,7 +138,7 @@ def worker(kind: str, path: str, epochs: int) -> dict:
     elif kind in ("ours", "peer"):
         timed = {"epochs": 0.0}
         if kind == "ours":  # time the epochs themselves: at 1e8 non-zeros setup dwarfs them
-            from l0.calibration._gradient import GradientEngine
+            from l0.calibration._solvers._engine import GradientEngine
 
             step = GradientEngine.step
 

@@ -8,9 +8,9 @@ import torch
 from l0 import functional as F
 from l0.calibration import build_problem
 from l0.calibration._backends import ScipyBackend, TorchBackend, make_backend
-from l0.calibration._gradient import EngineSettings, GradientEngine
 from l0.calibration._objective import Objective
-from l0.calibration._polish import polish
+from l0.calibration._solvers._engine import EngineSettings, GradientEngine
+from l0.calibration._solvers.refit import polish
 
 
 def random_problem(q=12, n=40, seed=0, **kwargs):
@@ -182,7 +182,7 @@ def test_refit_respects_ratio_bounds():
 
 
 def test_repair_prices_in_records_that_a_support_is_missing():
-    from l0.calibration._polish import refit_with_repair
+    from l0.calibration._solvers.refit import refit_with_repair
 
     rng = np.random.default_rng(5)
     M = rng.uniform(0, 1, (6, 40))

@@ -52,10 +52,15 @@ def test_duplicate_coo_entries_are_summed():
     np.testing.assert_array_equal(as_csr(M).toarray(), [[0.0, 3.0]])
 
 
+def test_a_nested_list_reads_like_the_array():
+    np.testing.assert_array_equal(as_csr([[1, 0], [0, 2.5]]).toarray(), [[1.0, 0.0], [0.0, 2.5]])
+
+
 @pytest.mark.parametrize(
     "value, error, message",
     [
-        ([[1.0, 2.0]], TypeError, "`M` must be a 2-D scipy sparse matrix"),
+        ("M", TypeError, "`M` must be a 2-D scipy sparse matrix"),
+        ([[1.0, 2.0], [1.0]], TypeError, "`M` must be a rectangular nested list of numbers"),
         (np.array([["a", "b"]]), TypeError, "`M` must be a real numeric matrix; got 'dtype <U1'"),
         (np.array([[1 + 2j]]), TypeError, "`M` must be a real numeric matrix"),
         (sp.csr_array(np.array([[1 + 2j]])), TypeError, "`M` must be a real numeric matrix"),

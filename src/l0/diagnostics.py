@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["effective_sample_size", "design_effect", "g_weights", "relative_errors"]
+__all__ = ["effective_sample_size", "design_effect", "g_weights", "relative_errors", "top_share"]
 
 
 def effective_sample_size(weights: np.ndarray) -> float:
@@ -35,6 +35,22 @@ def design_effect(weights: np.ndarray) -> float:
     kept = int(np.count_nonzero(w))
     ess = effective_sample_size(w)
     return kept / ess if ess > 0 else float("nan")
+
+
+def top_share(weights: np.ndarray, fraction: float = 0.01) -> float:
+    """Share of the total weight held by the heaviest ``fraction`` of the non-zero weights
+    (at least one record; 0 for all-zero weights).
+
+    >>> top_share(np.array([1.0] * 99 + [101.0]), 0.01)
+    0.505
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    w = w[w != 0]
+    total = float(w.sum())
+    if len(w) == 0 or total == 0:
+        return 0.0
+    k = max(1, int(np.ceil(fraction * len(w))))
+    return float(np.partition(w, len(w) - k)[len(w) - k:].sum() / total)
 
 
 def g_weights(weights: np.ndarray, design: np.ndarray) -> np.ndarray:

@@ -1,23 +1,32 @@
-"""Sparse survey calibration: non-negative weights, most of them exactly zero, with ``M @ w ≈ y``.
+"""Calibration: non-negative weights ``w``, most of them exactly zero if asked, with ``M @ w ≈ y``.
 
-* :func:`calibrate` — the front: validated problem, L0 gate training with analytic gradients,
-  refit of the kept records, a :class:`CalibrationResult` with diagnostics.
+* :func:`calibrate` — one front for every method: ``"l0"`` (select, then refit, under a record
+  budget or an L0 strength), ``"exact"`` (the HiGHS vertex), ``"linear"``, ``"raking"``,
+  ``"logit"`` (classical calibration); one :class:`CalibrationResult` with diagnostics.
+* :func:`frontier` — budgets → a table of records kept, errors and effective sample size.
 * :class:`SparseCalibrationWeights` — the l0-python 0.6.x estimator, drop-in, on the same engine.
 """
 
 from ._calibrate import METHODS, calibrate
-from ._gradient import DivergenceError
 from ._legacy import SparseCalibrationWeights
 from ._problem import LOSSES, CalibrationProblem, build_problem
-from .result import CalibrationResult
+from ._solvers._engine import DivergenceError
+from .frontier import frontier
+from .options import ClassicalOptions, ExactOptions, L0Options
+from .result import STATUSES, CalibrationResult
 
 __all__ = [
     "calibrate",
+    "frontier",
     "SparseCalibrationWeights",
     "CalibrationResult",
     "CalibrationProblem",
     "build_problem",
+    "L0Options",
+    "ExactOptions",
+    "ClassicalOptions",
     "DivergenceError",
     "METHODS",
     "LOSSES",
+    "STATUSES",
 ]

@@ -22,9 +22,9 @@ from .. import functional as F
 from .._random import local_generator
 from .._validation import check_choice, check_int, check_real, fail
 from ._backends import make_backend
-from ._gradient import EngineSettings, GradientEngine
 from ._matrix import as_csr, as_vector
 from ._problem import build_problem
+from ._solvers._engine import EngineSettings, GradientEngine
 
 __all__ = ["SparseCalibrationWeights"]
 

@@ -1,8 +1,8 @@
 """Turn whatever matrix a user hands us into one finite float64 scipy CSR matrix.
 
 Accepted: any scipy sparse matrix or array, a dense numpy array, a pandas DataFrame, a torch tensor
-(strided or sparse). Anything else is a ``TypeError`` naming the argument; NaN or inf entries are a
-``ValueError`` that says where the first one is.
+(strided or sparse), a nested list of numbers. Anything else is a ``TypeError`` naming the
+argument; NaN or inf entries are a ``ValueError`` that says where the first one is.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from .._validation import fail
 
 __all__ = ["as_csr", "as_vector"]
 
-_MATRIX_TYPES = "a 2-D scipy sparse matrix, numpy array, pandas DataFrame or torch tensor"
+_MATRIX_TYPES = ("a 2-D scipy sparse matrix, numpy array, pandas DataFrame, torch tensor or "
+                 "nested list")
 
 
 def _to_numpy_or_sparse(M: Any, name: str) -> Any:
@@ -24,6 +25,11 @@ def _to_numpy_or_sparse(M: Any, name: str) -> Any:
         return M
     if isinstance(M, np.ndarray):
         return M
+    if isinstance(M, (list, tuple)):  # nested lists of numbers, as a user types them
+        try:
+            return np.asarray(M, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise fail(name, "a rectangular nested list of numbers", M, TypeError) from exc
     module = type(M).__module__
     if module.startswith("pandas"):
         return M.to_numpy()

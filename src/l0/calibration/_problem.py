@@ -1,7 +1,7 @@
 """Validate and normalise a calibration problem once, into one immutable object.
 
-Every solver (the L0 gradient engine now; exact, linear, raking and logit later) takes a
-:class:`CalibrationProblem`, so checks, warnings and the loss weights are written once.
+Every solver (L0 selection, the exact LP, the classical methods) takes a
+:class:`CalibrationProblem`, so checks, warnings, names and the loss weights are written once.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from .. import diagnostics
 from .._validation import check_choice, check_real, fail
 from ._matrix import as_csr, as_vector
 
-__all__ = ["CalibrationProblem", "LOSSES", "build_problem", "group_codes"]
+__all__ = ["CalibrationProblem", "LOSSES", "EXACT", "build_problem", "group_codes"]
 
 LOSSES = ("relative", "absolute", "capped")
+EXACT = 1e-8  # a target is met when its relative error is within its band plus this
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +53,12 @@ class CalibrationProblem:
         Scaled residual beyond which the ``"capped"`` loss grows linearly.
     relative_floor : float
         Smallest divisor of a relative error (for zero and tiny targets).
+    bounds_given : bool
+        Whether the caller set ``bounds`` (the linear method is unbounded otherwise).
+    names : list of str or None
+        A label per target.
+    groups : ndarray or None
+        The group id of each target (``target_groups``).
     """
 
     M: sp.csr_array
@@ -64,6 +71,9 @@ class CalibrationProblem:
     loss: str
     cap: float
     relative_floor: float
+    bounds_given: bool = False
+    names: list[str] | None = None
+    groups: np.ndarray | None = None
 
     @property
     def n_targets(self) -> int:
@@ -76,6 +86,30 @@ class CalibrationProblem:
     def relative_errors(self, estimates: np.ndarray) -> np.ndarray:
         """Signed ``(estimate - y) / max(|y|, relative_floor)``, whatever the loss."""
         return diagnostics.relative_errors(estimates, self.y, self.relative_floor)
+
+    def scaled(self) -> tuple[sp.csr_array, np.ndarray]:
+        """``(A, b)`` with rows divided by ``max(|y|, relative_floor)``: residuals of ``A w - b``
+        are relative errors (what the exact and classical solvers put tolerances on)."""
+        s = np.maximum(np.abs(self.y), self.relative_floor)
+        return sp.csr_array(sp.diags_array(1.0 / s) @ self.M), self.y / s
+
+    def met(self, estimates: np.ndarray, tol: float = EXACT) -> np.ndarray:
+        """Whether each target is within its tolerance band plus ``tol`` (relative)."""
+        excess = np.abs(self.relative_errors(estimates)) - self.relative_tolerance()
+        return excess <= tol
+
+    def relative_tolerance(self) -> np.ndarray:
+        """The tolerance band of each target as a relative error."""
+        if self.loss != "absolute":
+            return self.tolerance
+        return self.tolerance / np.maximum(np.abs(self.y), self.relative_floor)
+
+    def achievable(self) -> np.ndarray:
+        """Whether each target can be reached by non-negative weights at all (its row has an
+        entry of the target's sign, or the target is 0)."""
+        has_positive = _rows_with(self.M, self.M.data > 0)
+        has_negative = _rows_with(self.M, self.M.data < 0)
+        return ~(((self.y > 0) & ~has_positive) | ((self.y < 0) & ~has_negative))
 
 
 def group_codes(target_groups: Any, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
@@ -177,10 +211,9 @@ def _rows_with(M: sp.csr_array, mask: np.ndarray) -> np.ndarray:
     return np.logical_or.reduceat(mask, starts) & (nnz_per_row > 0)
 
 
-def _warn_about_targets(M: sp.csr_array, y: np.ndarray) -> None:
-    has_positive = _rows_with(M, M.data > 0)
-    has_negative = _rows_with(M, M.data < 0)
-    unreachable = ((y > 0) & ~has_positive) | ((y < 0) & ~has_negative)
+def _warn_about_targets(problem: CalibrationProblem) -> None:
+    M, y = problem.M, problem.y
+    unreachable = ~problem.achievable()
     if unreachable.any():
         rows = np.flatnonzero(unreachable)
         warnings.warn(
@@ -226,6 +259,7 @@ def build_problem(
     cap: float = 1.0,
     relative_floor: float = 1.0,
     normalize_loss: bool = True,
+    target_names: Any = None,
 ) -> CalibrationProblem:
     """Validate every input of a calibration and return the :class:`CalibrationProblem`.
 
@@ -242,6 +276,7 @@ def build_problem(
     cap = check_real("cap", cap, low=0.0, low_open=True)
     floor = check_real("relative_floor", relative_floor, low=0.0, low_open=True)
     design = _design_weights(init_weights, n_records).copy()
+    given_bounds = bounds is not None
     bounds = _check_bounds(bounds)
     coef = _loss_coefficients(n_targets, target_groups, bool(normalize_groups), group_multipliers,
                               target_weights)
@@ -254,7 +289,30 @@ def build_problem(
         if (tol < 0).any():
             raise fail("tolerance", "non-negative", f"minimum {tol.min()}")
     scale = np.ones(n_targets) if loss == "absolute" else np.maximum(np.abs(y), floor)
-    _warn_about_targets(M, y)
+    names = _target_names(target_names, n_targets)
+    groups = None if target_groups is None else _group_ids(target_groups, n_targets)
     for array in (y, design, scale, coef, tol):
         array.setflags(write=False)
-    return CalibrationProblem(M, y, design, scale, coef, tol, bounds, loss, cap, floor)
+    problem = CalibrationProblem(M, y, design, scale, coef, tol, bounds, loss, cap, floor,
+                                 bounds_given=given_bounds, names=names, groups=groups)
+    _warn_about_targets(problem)
+    return problem
+
+
+def _target_names(target_names: Any, n_targets: int) -> list[str] | None:
+    if target_names is None:
+        return None
+    if isinstance(target_names, str) or not hasattr(target_names, "__len__"):
+        raise fail("target_names", "a sequence of names (one per target)", target_names,
+                   TypeError)
+    names = [str(name) for name in target_names]
+    if len(names) != n_targets:
+        raise fail("target_names", f"{n_targets} names (one per target)", f"{len(names)} names")
+    return names
+
+
+def _group_ids(target_groups: Any, n_targets: int) -> np.ndarray:
+    ids, codes = group_codes(target_groups, n_targets)
+    groups = ids[codes]
+    groups.setflags(write=False)
+    return groups

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import functional as F
+from ... import functional as F
+from .._objective import Objective
+from .._problem import CalibrationProblem
 from ._adam import Adam
-from ._objective import Objective
-from ._problem import CalibrationProblem
 
 __all__ = ["EngineSettings", "GradientEngine", "DivergenceError"]
 

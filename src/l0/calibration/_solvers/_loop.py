@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from ..schedules import BudgetController
-from ._gradient import GradientEngine
+from ...schedules import BudgetController
+from ._engine import GradientEngine
 
 __all__ = ["StoppingRule", "TrainingLoop"]
 

@@ -1,9 +1,17 @@
-"""Refit the weights of a fixed support: the published weights fit the targets, not the gates.
+"""Refit the weights of a fixed support: the published weights fit the targets, not the selection.
 
-The L0 engine chooses *which* records to keep; its test-time weights are shrunk by fractional
-gate values and carry the noise of the last epochs. Here the kept records' ratios
-:math:`x = w/d` are refit by L-BFGS-B (scipy) inside the ratio bounds, on the same loss (plus the
-closeness term, if any), with the two products restricted to the support. With the
+The selection (the L0 gates or an LP vertex) chooses *which* records to keep; the gates'
+test-time weights are shrunk by fractional gate values and carry the noise of the last epochs,
+a vertex's weights sit at their bounds. Two refits, tried in this order:
+
+* :func:`refit_on_support` — the minimum-distance weights (linear or raking distance from equal
+  ratios, :mod:`._newton`) that meet every target exactly within the bounds: the most even
+  weights the support allows, when it allows an exact fit at all;
+* :func:`polish` / :func:`refit_with_repair` — otherwise, the kept records' ratios
+  :math:`x = w/d` refit by L-BFGS-B (scipy) inside the ratio bounds, on the calibration loss
+  (plus the closeness term, if any), with records priced into a free budget.
+
+In the least-loss refit the two products are restricted to the support. With the
 default (quadratic) losses the problem is convex in :math:`x`, so this reaches the best fit the
 support allows; a ratio may reach 0, which drops that record too.
 
@@ -22,12 +30,14 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize as so
+import scipy.sparse as sp
 import torch
 
-from ._objective import Objective
-from ._problem import CalibrationProblem
+from .._objective import Objective
+from .._problem import CalibrationProblem
+from ._newton import solve_distance
 
-__all__ = ["PolishReport", "polish"]
+__all__ = ["PolishReport", "polish", "refit_on_support", "refit_with_repair"]
 
 
 @dataclass(frozen=True)
@@ -169,3 +179,35 @@ def refit_with_repair(
         ratios, report = polish(problem, backend, support, ratios[support], closeness=closeness,
                                 max_iter=max_iter, stop_error=stop_error)
     return ratios, report, done + 1
+
+
+def refit_on_support(
+    problem: CalibrationProblem,
+    support: np.ndarray,
+    distance: str = "linear",
+    *,
+    start: np.ndarray | None = None,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Minimum-distance ratios on ``support`` meeting every target exactly within the bounds.
+
+    The reference weight of a kept record is its design weight scaled up so that the support
+    weighs what all records do (``d Σd/Σ_S d``, the weight of a sub-sample). Returns the ratios
+    of every record and the multipliers, or ``(None, None)`` when the support cannot meet the
+    targets within the bounds.
+    """
+    if len(support) == 0:
+        return None, None
+    A, b = problem.scaled()
+    design = problem.design[support]
+    scale = problem.design.sum() / design.sum()
+    anchor = design * scale
+    low, high = problem.bounds
+    g_low = np.full(len(support), low / scale)
+    g_high = np.full(len(support), high / scale)
+    g, lam, report = solve_distance(sp.csr_array(A[:, support]), b, anchor, g_low, g_high,
+                                    distance)
+    if not report.converged:
+        return None, None
+    ratios = np.zeros(problem.n_records)
+    ratios[support] = np.clip(g * scale, low, high)
+    return ratios, lam

@@ -1,0 +1,273 @@
+r"""``method="l0"``: choose the records, then refit their weights (select-then-refit).
+
+Selection:
+
+* under a record budget ``max_records = k`` (``selection="auto"``): the capped LP vertex with the
+  lowest cap that fits in ``k`` records (:mod:`.capped_vertex`) — exact by construction — when
+  the problem is small enough for HiGHS; otherwise, or when no vertex fits, the Hard Concrete
+  gates trained by the L0 engine (:mod:`._engine`, :mod:`._loop`) with the budget held by a
+  multiplicative Lagrange multiplier. ``selection="gates"`` always trains the gates and falls
+  back to the vertex only when their support cannot meet the targets.
+* without a budget: the gates with the L0 strength ``lambda_l0``.
+* ``target_error = ε``: a tolerance band of ε on every target; the band's LP vertex (few
+  records: the L1 optimum) or, failing that, the gates trained inside the band.
+
+Publication (:mod:`.refit`): the minimum-distance weights on the support that meet every target
+exactly within ``bounds`` (the highest effective sample size the support allows under the linear
+distance); when the support cannot, the least-loss weights, with records priced into the free
+budget by the loss gradient (active-set pricing). Every published ratio lies within ``bounds``.
+
+The gates start from a ratio per record (its targets' ratios of total to design estimate), not
+one common ratio: totals from 1 to 1e12 are all within reach from the first epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from ... import functional as F
+from ..._random import local_generator
+from ..._validation import fail
+from ...schedules import BudgetController
+from .._backends import make_backend
+from .._problem import CalibrationProblem
+from ..options import L0Options
+from ..result import CalibrationResult
+from ._engine import EngineSettings, GradientEngine
+from ._loop import StoppingRule, TrainingLoop
+from .capped_vertex import CappedVertexSearch
+from .exact import lp_vertex
+from .refit import refit_on_support, refit_with_repair
+
+__all__ = ["solve_l0", "starting_log_ratios", "VERTEX_UP_TO_NNZ"]
+
+VERTEX_UP_TO_NNZ = 5_000_000  # selection="auto" uses the LP vertex up to this many non-zeros
+
+
+def starting_log_ratios(problem: CalibrationProblem) -> np.ndarray:
+    """``log(w/d)`` to start each record from: the weighted mean of the log-ratios
+    ``log(y_i / (M d)_i)`` of the targets it contributes to (weights: the target's loss weight
+    times the record's squared scaled contribution), then one common factor fit in closed form,
+    clipped into the bounds. Records of no positive target start from the common factor."""
+    M, d, y = problem.M, problem.design, problem.y
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        estimate = M @ d
+        usable = (estimate > 0) & (y > 0)
+        log_ratio = np.where(usable, np.log(np.where(usable, y / estimate, 1.0)), 0.0)
+        positive = M.copy()
+        positive.data = np.where(positive.data > 0, positive.data, 0.0) ** 2
+        row_weight = np.where(usable, problem.coef / problem.scale**2, 0.0)
+        weight = positive.T @ row_weight
+        theta = np.where(weight > 0, (positive.T @ (row_weight * log_ratio)) / weight, 0.0)
+        theta = np.nan_to_num(theta, nan=0.0, posinf=0.0, neginf=0.0)
+        start = d * np.exp(np.clip(theta, -700.0, 700.0))
+        est = M @ start
+        a = problem.coef * est / problem.scale**2
+        denominator = float(a @ est)
+        factor = float(a @ y) / denominator if denominator > 0 else 1.0
+    if not np.isfinite(factor) or factor <= 0:
+        factor = 1.0
+    theta = theta + np.log(factor)
+    low, high = problem.bounds
+    return np.clip(theta, np.log(max(low, 1e-300)), np.log(high) if np.isfinite(high) else 700.0)
+
+
+def _fingerprint(problem: CalibrationProblem, *extra: Any) -> str:
+    digest = hashlib.sha256()
+    for array in (problem.M.indptr, problem.M.indices, problem.M.data, problem.y, problem.design,
+                  problem.coef, problem.tolerance):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(repr((problem.bounds, problem.loss, problem.cap, extra)).encode())
+    return digest.hexdigest()[:16]
+
+
+def _train_gates(problem: CalibrationProblem, opts: L0Options,
+                 k: int | None) -> tuple[GradientEngine, TrainingLoop]:
+    n = problem.n_records
+    settings = EngineSettings(lr=opts.lr, l0_weight=opts.lambda_l0 / n, closeness=opts.closeness,
+                              temperature=opts.temperature)
+    rule = StoppingRule(max_epochs=opts.max_epochs, eval_every=opts.eval_every, rtol=opts.rtol,
+                        patience=opts.patience)
+    device = opts.device
+    generator = local_generator(opts.seed, device=device)
+    theta = torch.tensor(starting_log_ratios(problem), dtype=torch.float64, device=device)
+    logit = float(F.log_alpha_for_prob_nonzero(opts.init_keep_prob, settings.temperature))
+    log_alpha = torch.full((n,), logit, dtype=torch.float64, device=device)
+    engine = GradientEngine(problem, make_backend(problem.M, device, opts.backend),
+                            theta.requires_grad_(), log_alpha.requires_grad_(), generator, settings)
+    controller = None
+    if k is not None:  # the budget falls from all records to k over the first ramp epochs
+        controller = BudgetController(k, initial=opts.lambda_l0 or 1e-3, start=n,
+                                      ramp=rule.ramp_epochs)
+    saving = opts.checkpoint is not None or opts.resume is not None
+    loop = TrainingLoop(
+        engine, rule, controller=controller, n_scale=n,
+        # hashing M is O(nnz): only runs that save or resume pay for it
+        fingerprint=_fingerprint(problem, settings, rule.eval_every, rule.ramp_epochs, opts.seed,
+                                 k, opts.init_keep_prob) if saving else None,
+    )
+    if opts.resume is not None:
+        loop.load(opts.resume)
+    loop.run(progress=opts.progress, checkpoint=opts.checkpoint,
+             checkpoint_every=opts.checkpoint_every)
+    if opts.checkpoint is not None:
+        loop.save(opts.checkpoint)
+    return engine, loop
+
+
+def _gate_support(engine: GradientEngine, k: int | None) -> np.ndarray:
+    gates = engine.deterministic_gates().cpu().numpy()
+    support = np.flatnonzero(gates > 0)
+    if k is not None and len(support) > k:
+        logits = engine.log_alpha.detach().cpu().numpy()[support]
+        keep = np.argsort(-logits, kind="stable")[:k]
+        support = np.sort(support[keep])
+    return support
+
+
+def _exact(problem: CalibrationProblem, ratios: np.ndarray) -> bool:
+    return bool(problem.met(problem.M @ (ratios * problem.design)).all())
+
+
+def _vertex_candidate(problem: CalibrationProblem, k: int | None, opts: L0Options,
+                      search: CappedVertexSearch | None) -> tuple[np.ndarray, dict] | None:
+    """Refit ratios on the capped vertex that fits ``k`` (or the band's vertex for
+    ``target_error``), with the free budget priced in; None when no vertex serves."""
+    if k is None:  # target_error alone: the L1 vertex of the band
+        vertex = lp_vertex(problem, elastic=False, semicontinuous=False)
+        if vertex.status != "exact":
+            return None
+        info = {"selection": "band vertex", "lp_seconds": vertex.seconds}
+    else:
+        search = search or CappedVertexSearch(problem)
+        vertex = search.fit(k)
+        if vertex is None:
+            return None
+        cap = min(c for c, v in search.solved.items() if v is vertex)
+        info = {"selection": "capped vertex", "vertex_cap": cap, "lp_solves": len(search.solved),
+                "lp_seconds": search.seconds}
+    support = vertex.support
+    info["support_before_refit"] = len(support)
+    if not opts.refit:
+        ratios = vertex.ratios.copy()
+        low = problem.bounds[0]
+        if low > 0 and (ratios[support] < low).any():
+            return None  # the vertex ran from 0; only a refit can lift its ratios to the bound
+        return ratios, info
+    ratios, lam = refit_on_support(problem, support, opts.refit_distance)
+    if ratios is None:
+        return None
+    if k is not None and len(support) < k and lam is not None:
+        ratios = _price_in(problem, ratios, lam, k, opts)
+    return ratios, info
+
+
+def _price_in(problem: CalibrationProblem, ratios: np.ndarray, lam: np.ndarray, k: int,
+              opts: L0Options) -> np.ndarray:
+    """Spend the free budget on the records the refit's multipliers value most (the largest
+    ``(Aᵀλ)_j``: the weight they would take in the refit) when that raises the ESS."""
+    from ...diagnostics import effective_sample_size as ess
+
+    kept = np.flatnonzero(ratios)
+    A, _ = problem.scaled()
+    price = A.T @ lam
+    price[kept] = -np.inf
+    free = k - len(kept)
+    order = np.argsort(-price, kind="stable")[:free]
+    order = order[np.isfinite(price[order]) & (price[order] > -1.0)]
+    if len(order) == 0:
+        return ratios
+    more, _ = refit_on_support(problem, np.union1d(kept, order), opts.refit_distance)
+    if more is None or np.count_nonzero(more) > k:
+        return ratios
+    better = ess(more * problem.design) > ess(ratios * problem.design)
+    return more if better else ratios
+
+
+def _gates_candidate(problem: CalibrationProblem, opts: L0Options,
+                     k: int | None) -> tuple[np.ndarray, dict, GradientEngine, TrainingLoop]:
+    engine, loop = _train_gates(problem, opts, k)
+    support = _gate_support(engine, k)
+    if len(support) == 0:
+        warnings.warn(
+            "every gate closed: no record is kept and every estimate is 0. `lambda_l0` "
+            f"({opts.lambda_l0:g}) is too strong for this problem; lower it or ask for a number "
+            "of records with `max_records`.",
+            UserWarning,
+            stacklevel=4,
+        )
+    gate_ratios = (engine.open_weights() * engine.deterministic_gates()).cpu().numpy()
+    gate_ratios = gate_ratios / problem.design
+    info: dict[str, Any] = {"selection": "gates", "support_before_refit": len(support)}
+    low, high = problem.bounds
+    if not opts.refit:
+        ratios = np.zeros(problem.n_records)
+        ratios[support] = np.clip(gate_ratios[support], low, high)
+        return ratios, info, engine, loop
+    ratios, _ = refit_on_support(problem, support, opts.refit_distance)
+    if ratios is not None:
+        info["refit"] = "minimum distance"
+        return ratios, info, engine, loop
+    budget = k if k is not None else len(support)
+    ratios, report, rounds = refit_with_repair(
+        problem, engine.backend, support, gate_ratios[support], budget,
+        closeness=opts.closeness, max_iter=opts.refit_iter,
+    )
+    info.update(refit="least loss", refit_report=report, repair_rounds=rounds)
+    if _exact(problem, ratios):  # the repaired support meets the targets: even its weights out
+        even, _ = refit_on_support(problem, np.flatnonzero(ratios), opts.refit_distance)
+        if even is not None:
+            ratios, info["refit"] = even, "least loss, then minimum distance"
+    return ratios, info, engine, loop
+
+
+def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
+             search: CappedVertexSearch | None = None) -> CalibrationResult:
+    start = time.perf_counter()
+    n = problem.n_records
+    k = opts.max_records
+    if k is not None and k > n:
+        raise fail("max_records", f"an int in [1, {n}] (at most the number of records)", k)
+    if opts.target_error is not None:
+        band = opts.target_error
+        if problem.loss == "absolute":
+            band = band * np.maximum(np.abs(problem.y), problem.relative_floor)
+        problem = replace(problem, tolerance=np.maximum(problem.tolerance, band))
+    use_vertex = (k is not None or opts.target_error is not None) and (
+        search is not None or problem.M.nnz <= VERTEX_UP_TO_NNZ)
+    candidate = None
+    if use_vertex and opts.selection == "auto":
+        candidate = _vertex_candidate(problem, k, opts, search)
+    engine = loop = None
+    if candidate is None:
+        ratios, info, engine, loop = _gates_candidate(problem, opts, k)
+        message = loop.state.reason
+        if use_vertex and not _exact(problem, ratios):
+            fallback = _vertex_candidate(problem, k, opts, search)
+            if fallback is not None:
+                missed = int((~problem.met(problem.M @ (ratios * problem.design))).sum())
+                ratios, info = fallback
+                info["gates_missed"] = missed
+                message = (f"support from the {info['selection']} (the gates' support missed "
+                           f"{missed} targets)")
+    else:
+        ratios, info = candidate
+        message = f"support from the {info['selection']}"
+    weights = ratios * problem.design
+    import pandas as pd
+
+    return CalibrationResult.build(
+        problem, weights, method="l0",
+        converged=True if loop is None else loop.state.converged,
+        message=message,
+        epochs=0 if engine is None else engine.epoch,
+        history=None if loop is None else pd.DataFrame(loop.state.history),
+        info=info, seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,95 @@
+"""``frontier()``: the records-against-quality trade-off over many budgets, in one table.
+
+Like scikit-learn's ``enet_path`` beside ``ElasticNet``: one call solves a calibration per
+budget, warm-started — every capped LP vertex solved for one budget is remembered and brackets
+the search of the next — and returns a pandas DataFrame with one row per budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .._validation import check_int, fail
+from ._problem import build_problem
+from ._solvers.capped_vertex import CappedVertexSearch
+from ._solvers.l0 import VERTEX_UP_TO_NNZ, solve_l0
+from .options import options_for
+
+__all__ = ["frontier", "FRONTIER_COLUMNS"]
+
+FRONTIER_COLUMNS = ("budget", "records", "status", "max_error", "mean_error", "ess",
+                    "design_effect", "max_ratio", "top1_share", "selection", "seconds")
+
+_PROBLEM_ARGS = ("init_weights", "bounds", "tolerance", "loss", "target_names", "target_groups",
+                 "normalize_groups", "group_multipliers", "target_weights", "relative_floor",
+                 "cap")
+
+
+def frontier(M: Any, y: Any, budgets: Sequence[int], **kwargs: Any) -> Any:
+    """Calibrate with ``method="l0"`` at every record budget and tabulate the results.
+
+    Parameters
+    ----------
+    M, y
+        As for :func:`calibrate`.
+    budgets : sequence of int
+        Values of ``max_records`` (any order; solved from the largest down so that each vertex
+        search starts from the caps already solved).
+    **kwargs
+        Problem arguments and ``method="l0"`` settings of :func:`calibrate` (not
+        ``max_records``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per budget, in the order given: ``budget``, ``records`` kept, ``status``,
+        ``max_error``, ``mean_error``, ``ess``, ``design_effect``, ``max_ratio`` (largest w/d),
+        ``top1_share``, ``selection`` and ``seconds``. ``DataFrame.attrs["results"]`` holds the
+        :class:`CalibrationResult` of each budget.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> M = np.array([[1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
+    >>> table = frontier(M, [4.0, 10.0], budgets=[2, 4], progress=False)
+    >>> table[["budget", "records", "status"]].to_numpy().tolist()
+    [[2, 2, 'exact'], [4, 4, 'exact']]
+    """
+    import pandas as pd
+
+    if kwargs.get("method", "l0") != "l0":
+        raise fail("method", "'l0' (the frontier is over record budgets)", kwargs["method"])
+    kwargs.pop("method", None)
+    if "max_records" in kwargs:
+        raise ValueError("`max_records` is set by `budgets` in frontier(); remove it.")
+    if isinstance(budgets, (str, bytes)) or not hasattr(budgets, "__iter__"):
+        raise fail("budgets", "a sequence of ints (record budgets)", budgets, TypeError)
+    budgets = [check_int("budgets[]", b, low=1) for b in budgets]
+    if not budgets:
+        raise fail("budgets", "a non-empty sequence of ints", budgets)
+    problem_args = {k: kwargs.pop(k) for k in _PROBLEM_ARGS if k in kwargs}
+    options = kwargs.pop("options", None)
+    base = options_for("l0", options, kwargs)
+    problem = build_problem(M, y, **problem_args)
+    search = CappedVertexSearch(problem) if problem.M.nnz <= VERTEX_UP_TO_NNZ else None
+    results = {}
+    for budget in sorted(set(budgets), reverse=True):
+        opts = options_for("l0", base, {"max_records": budget})
+        start = time.perf_counter()
+        result = solve_l0(problem, opts, search=search)
+        results[budget] = (result, time.perf_counter() - start)
+    rows = []
+    for budget in budgets:
+        r, seconds = results[budget]
+        rows.append({"budget": budget, "records": r.n_active, "status": r.status,
+                     "max_error": r.max_error, "mean_error": r.mean_error, "ess": r.ess,
+                     "design_effect": r.design_effect, "max_ratio": r.max_ratio,
+                     "top1_share": r.top1_share, "selection": r.info.get("selection"),
+                     "seconds": seconds})
+    table = pd.DataFrame(rows, columns=list(FRONTIER_COLUMNS))
+    table.attrs["results"] = [results[b][0] for b in budgets]
+    return table
+
+
