@@ -37,6 +37,7 @@ from ..._random import local_generator
 from ..._validation import fail
 from ...schedules import BudgetController
 from .._backends import make_backend
+from .._objective import Objective
 from .._problem import CalibrationProblem
 from ..options import L0Options
 from ..result import CalibrationResult
@@ -44,6 +45,7 @@ from ._engine import EngineSettings, GradientEngine
 from ._loop import StoppingRule, TrainingLoop
 from .capped_vertex import CappedVertexSearch
 from .exact import lp_vertex
+from .prune import prune_to_budget
 from .refit import refit_on_support, refit_with_repair
 
 __all__ = ["solve_l0", "starting_log_ratios", "VERTEX_UP_TO_NNZ"]
@@ -141,7 +143,7 @@ def _vertex_candidate(problem: CalibrationProblem, k: int | None, opts: L0Option
     """Refit ratios on the capped vertex that fits ``k`` (or the band's vertex for
     ``target_error``), with the free budget priced in; None when no vertex serves."""
     if k is None:  # target_error alone: the L1 vertex of the band
-        vertex = lp_vertex(problem, elastic=False, semicontinuous=False)
+        vertex = lp_vertex(problem, elastic=False)
         if vertex.status != "exact":
             return None
         info = {"selection": "band vertex", "lp_seconds": vertex.seconds}
@@ -163,10 +165,38 @@ def _vertex_candidate(problem: CalibrationProblem, k: int | None, opts: L0Option
         return ratios, info
     ratios, lam = refit_on_support(problem, support, opts.refit_distance)
     if ratios is None:
-        return None
+        if k is not None:
+            return None
+        # the band's vertex meets every band but its records cannot meet the totals exactly
+        info["refit"] = "none (the vertex's own weights meet the bands)"
+        return vertex.ratios.copy(), info
     if k is not None and len(support) < k and lam is not None:
         ratios = _price_in(problem, ratios, lam, k, opts)
     return ratios, info
+
+
+def _pruned_candidate(problem: CalibrationProblem, k: int, opts: L0Options,
+                      search: CappedVertexSearch | None) -> tuple[np.ndarray, dict] | None:
+    """A budget below every exact support: descend from the (capped, or closest) vertex."""
+    vertex = (search or CappedVertexSearch(problem)).vertex(problem.bounds[1])
+    if vertex.status != "exact":
+        vertex = lp_vertex(problem, elastic=True, semicontinuous=False)
+        if vertex.status == "failed":
+            return None
+    backend = make_backend(problem.M)
+    ratios = prune_to_budget(problem, backend, vertex, k, closeness=opts.closeness,
+                             max_iter=opts.refit_iter)
+    ratios, report, rounds = refit_with_repair(
+        problem, backend, np.flatnonzero(ratios), ratios[ratios > 0], k,
+        closeness=opts.closeness, max_iter=opts.refit_iter)
+    info = {"selection": "pruned vertex", "vertex_records": len(vertex.support),
+            "refit": "least loss", "refit_report": report, "repair_rounds": rounds}
+    return ratios, info
+
+
+def _loss(problem: CalibrationProblem, ratios: np.ndarray) -> float:
+    estimates = torch.from_numpy(problem.M @ (ratios * problem.design))
+    return Objective(problem).loss(estimates)
 
 
 def _price_in(problem: CalibrationProblem, ratios: np.ndarray, lam: np.ndarray, k: int,
@@ -242,9 +272,11 @@ def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
         problem = replace(problem, tolerance=np.maximum(problem.tolerance, band))
     use_vertex = (k is not None or opts.target_error is not None) and (
         search is not None or problem.M.nnz <= VERTEX_UP_TO_NNZ)
-    candidate = None
+    candidate = pruned = None
     if use_vertex and opts.selection == "auto":
         candidate = _vertex_candidate(problem, k, opts, search)
+        if candidate is None and k is not None:
+            pruned = _pruned_candidate(problem, k, opts, search)
     engine = loop = None
     if candidate is None:
         ratios, info, engine, loop = _gates_candidate(problem, opts, k)
@@ -257,6 +289,13 @@ def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
                 info["gates_missed"] = missed
                 message = (f"support from the {info['selection']} (the gates' support missed "
                            f"{missed} targets)")
+        if pruned is not None:
+            gates_loss, pruned_loss = _loss(problem, ratios), _loss(problem, pruned[0])
+            if pruned_loss < gates_loss:
+                ratios, info = pruned
+                message = (f"support from the {info['selection']} (loss {pruned_loss:.3g}; "
+                           f"the gates' support: {gates_loss:.3g})")
+            info["losses"] = {"gates": gates_loss, "pruned vertex": pruned_loss}
     else:
         ratios, info = candidate
         message = f"support from the {info['selection']}"
