@@ -37,8 +37,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _peer import peer_python, save_problem  # noqa: E402
+
 HERE = Path(__file__).resolve()
-PEER_VENV = Path(tempfile.gettempdir()) / "l0-bench-peer-venv"
 FIT = {"lambda_l0": 1e-4, "lr": 0.05, "loss_type": "relative"}
 INIT = {"init_keep_prob": 0.9, "seed": 0}
 
@@ -192,22 +194,8 @@ def spawn(kind: str, path: str, epochs: int, python: str = sys.executable) -> di
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def peer_python() -> str:
-    python = PEER_VENV / "bin" / "python"
-    if not python.exists():
-        print(f"installing l0-python 0.6.2 into {PEER_VENV} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-        pip = [str(python), "-m", "pip", "install", "-q"]
-        quiet = {"check": True, "stderr": subprocess.DEVNULL}
-        subprocess.run(pip + ["torch==2.13.0"], **quiet)  # first: never a CUDA build
-        subprocess.run(pip + ["l0-python==0.6.2", "numpy", "scipy"], **quiet)
-    return str(python)
-
-
 def save(M: sp.csr_array, y: np.ndarray, directory: str, name: str) -> str:
-    path = os.path.join(directory, f"{name}.npz")
-    np.savez(path, data=M.data, indices=M.indices, indptr=M.indptr, shape=np.array(M.shape), y=y)
-    return path
+    return save_problem(M, y, directory, name)
 
 
 # --------------------------------------------------------------------------- tables

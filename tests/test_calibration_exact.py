@@ -110,3 +110,32 @@ def test_lp_vertex_elastic_false_reports_failure():
         problem = build_problem(M, [1.0, 2.0])
     vertex = lp_vertex(problem, elastic=False)
     assert vertex.status == "failed" and len(vertex.support) == 0
+
+
+def test_warm_capped_vertices_are_optimal_like_cold_linprog_and_print_nothing(capfd):
+    import subprocess
+    import sys
+
+    from l0.calibration._solvers.capped_vertex import CappedVertexSearch
+
+    M, y, d = planted(q=20, n=300, seed=7)
+    problem = build_problem(M, y, init_weights=d)
+    search = CappedVertexSearch(problem)
+    A = M.toarray() * d / np.maximum(np.abs(y), 1.0)[:, None]
+    b = y / np.maximum(np.abs(y), 1.0)
+    for cap in (np.inf, 4.0, 3.0, 2.5, 3.5):  # tighter and looser: warm in both directions
+        vertex = search.vertex(cap)
+        cold = linprog(d / d.sum(), A_eq=A, b_eq=b, bounds=(0, None if np.isinf(cap) else cap),
+                       method="highs")
+        assert vertex.status == "exact"
+        assert (d / d.sum()) @ vertex.ratios == pytest.approx(cold.fun, rel=1e-9)
+        assert vertex.ratios.max() <= cap + 1e-12
+        np.testing.assert_allclose(A @ vertex.ratios, b, atol=1e-9)
+    fits = search.fit(120, candidates=3)
+    assert fits and all(len(v.support) <= 120 for v in fits)
+    assert [len(v.support) for v in fits] == sorted((len(v.support) for v in fits), reverse=True)
+    # HiGHS's banner is printed from C++ on its first model in a process: never on ours
+    code = ("import numpy as np; from l0.calibration import calibrate; "
+            "calibrate(np.eye(3), [1.0, 2.0, 3.0], max_records=3, progress=False)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == ""

@@ -246,7 +246,8 @@ class CalibrationResult:
             f"  relative error: mean {d['mean_error']:.3e}, max {d['max_error']:.3e}\n"
             f"  ESS {d['ess']:.1f}, design effect {d['design_effect']:.3f}, w/d in "
             f"[{d['min_ratio']:.3g}, {d['max_ratio']:.3g}], top 1% share {d['top1_share']:.1%}\n"
-            f"  {self.epochs} epochs, {self.seconds:.2f} s; {self.message}"
+            f"  {f'{self.epochs} epochs, ' if self.epochs else ''}{self.seconds:.2f} s; "
+            f"{self.message}"
         )
 
     def to_dict(self) -> dict[str, Any]:

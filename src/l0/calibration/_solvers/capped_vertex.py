@@ -1,22 +1,27 @@
-r"""The capped LP vertex that fits a record budget.
+r"""The capped LP vertices that fit a record budget.
 
-A vertex of :math:`\{x : Ax = b,\ 0 \le x \le U\}` keeps the records at the cap :math:`U` plus at
-most rank(M) in between, so lowering the cap spreads the weight over more records, more evenly
-(the schools: :math:`U = 50` → 304 records, :math:`U = 5` → 1,361, all exact). For a budget
-:math:`k` the best vertex is the one with the lowest cap that still fits in :math:`k` records.
-:class:`CappedVertexSearch` finds it by a search on :math:`\log U` that models the record count
-as a power of the cap (interpolating between the solved caps that bracket :math:`k`), and keeps
-every vertex it solved, so a frontier over many budgets reuses them (its warm start).
+A vertex of :math:`\{x : |Ax - b| \le \tau,\ 0 \le x \le U\}` keeps the records at the cap
+:math:`U` plus at most rank(M) in between, so lowering the cap spreads the weight over more
+records, more evenly (the schools: :math:`U = 50` → ~305 records, :math:`U = 5` → ~1,360, all
+exact). For a budget :math:`k` the best vertices are those with the lowest caps that still fit in
+:math:`k` records. :class:`CappedVertexSearch` finds them on one warm HiGHS model
+(:class:`._highs.WarmLP`: a new cap re-solves in milliseconds) by a search on :math:`\log U`
+that models the record count as a power of the cap between the solved caps that bracket
+:math:`k`, then bisects. It keeps every vertex it solved, so a frontier over many budgets
+starts each search from the caps already known (its warm start).
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
+import scipy.sparse as sp
 
 from .._problem import CalibrationProblem
-from .exact import Vertex, lp_vertex
+from ._highs import WarmLP
+from .exact import Vertex, clean_ratios
 
 __all__ = ["CappedVertexSearch"]
 
@@ -27,50 +32,70 @@ class CappedVertexSearch:
     Parameters
     ----------
     problem : CalibrationProblem
-    max_solves : int, default 10
+    max_solves : int, default 40
         LP solves one :meth:`fit` may spend.
-    fill : float, default 0.97
-        A vertex with at least ``fill * k`` records ends the search for budget ``k``.
+    time_limit : float, optional
+        Seconds HiGHS may spend on each solve.
     """
 
-    def __init__(self, problem: CalibrationProblem, *, max_solves: int = 10,
-                 fill: float = 0.97, time_limit: float | None = None) -> None:
+    def __init__(self, problem: CalibrationProblem, *, max_solves: int = 40,
+                 time_limit: float | None = None) -> None:
         self.problem = problem
         self.max_solves = max_solves
-        self.fill = fill
-        self.time_limit = time_limit
+        A, b = problem.scaled()
+        A = sp.csc_array(A @ sp.diags_array(problem.design))
+        tol = problem.relative_tolerance()
+        self._lp = WarmLP(A, b - tol, b + tol, problem.design / problem.design.sum(),
+                          time_limit=time_limit)
         self.solved: dict[float, Vertex] = {}
         self.seconds = 0.0
 
     def vertex(self, cap: float) -> Vertex:
         """The vertex with ratios in ``[0, cap]`` (any lower bound is left to the refit)."""
         if cap not in self.solved:
-            v = lp_vertex(self.problem, cap, elastic=False, semicontinuous=False,
-                          time_limit=self.time_limit)
+            start = time.perf_counter()
+            optimal, x, message = self._lp.solve(cap)
+            seconds = time.perf_counter() - start
+            self.seconds += seconds
+            q = self.problem.n_targets
+            if optimal:
+                v = Vertex(clean_ratios(x, 0.0, cap), "exact", np.zeros(q), seconds, message)
+            else:
+                v = Vertex(np.zeros(self.problem.n_records), "failed", np.full(q, np.inf),
+                           seconds, message)
             self.solved[cap] = v
-            self.seconds += v.seconds
         return self.solved[cap]
 
-    def fit(self, k: int) -> Vertex | None:
-        """The vertex with the lowest cap found that keeps at most ``k`` records (None when not
-        even the loosest cap, the upper bound, fits or is feasible)."""
+    def fit(self, k: int, candidates: int = 1) -> list[Vertex]:
+        """Up to ``candidates`` vertices with at most ``k`` records, the largest first (empty when
+        not even the loosest cap, the upper bound, fits or is feasible)."""
         high = self.problem.bounds[1]
         loosest = self.vertex(high)
         if loosest.status != "exact" or len(loosest.support) > k:
-            return None
+            return []
         if math.isinf(high):  # the unbounded vertex's largest ratio caps it just as well
-            high = float(loosest.ratios.max())
-            self.solved.setdefault(high, loosest)
+            self.solved.setdefault(float(loosest.ratios.max()), loosest)
         for _ in range(self.max_solves):
             fits, over = self._bracket(k)
-            best = self.solved[fits]
-            if len(best.support) >= self.fill * k:
+            if self._count(fits) == k:
                 break
             cap = self._next_cap(fits, over, k)
             if cap is None:
                 break
             self.vertex(cap)
-        return self.solved[self._bracket(k)[0]]
+        fitting = sorted((c for c in self.solved if self._count(c) <= k),
+                         key=lambda c: (-self._count(c), c))
+        unique, seen = [], set()
+        for c in fitting:
+            key = tuple(self.solved[c].support[:8]) + (self._count(c),)
+            if key not in seen:
+                seen.add(key)
+                unique.append(self.solved[c])
+        return unique[:candidates]
+
+    def cap_of(self, vertex: Vertex) -> float:
+        """The lowest cap at which ``vertex`` was found."""
+        return min(c for c, v in self.solved.items() if v is vertex)
 
     # ------------------------------------------------------------------ the search
     def _count(self, cap: float) -> float:
@@ -79,26 +104,24 @@ class CappedVertexSearch:
 
     def _bracket(self, k: int) -> tuple[float, float | None]:
         """The lowest solved cap that fits ``k`` and the highest one below it that does not."""
-        fitting = [c for c in self.solved if self._count(c) <= k]
-        fits = min(fitting)
+        fits = min(c for c in self.solved if self._count(c) <= k)
         over = [c for c in self.solved if c < fits and self._count(c) > k]
         return fits, (max(over) if over else None)
 
     def _next_cap(self, fits: float, over: float | None, k: int) -> float | None:
         n_fit = self._count(fits)
         if over is None:  # no cap too low yet: records ~ 1 / cap
-            cap = fits * n_fit / k * 0.98
+            cap = fits * max(n_fit, 1) / k * 0.9
         else:
+            if fits / over < 1.0 + 1e-6:
+                return None
             n_over = self._count(over)
-            if not math.isfinite(n_over):  # infeasible below: bisect in log space
-                cap = math.sqrt(fits * over)
+            if not math.isfinite(n_over) or n_fit <= 0:  # infeasible below: bisect
+                t = 0.5
             else:
                 t = (math.log(k) - math.log(n_fit)) / (math.log(n_over) - math.log(n_fit))
-                t = min(max(t, 0.1), 0.9)  # keep clear of the bracket's ends
-                cap = math.exp(math.log(fits) + t * (math.log(over) - math.log(fits)))
-            if fits / over < 1.0 + 1e-3:
-                return None
-        low = self.problem.bounds[0]
-        if cap <= low or not np.isfinite(cap) or cap in self.solved:
-            return None
+                t = min(max(t, 0.2), 0.8)  # keep clear of the bracket's ends
+            cap = math.exp(math.log(fits) + t * (math.log(over) - math.log(fits)))
+        if not np.isfinite(cap) or cap <= self.problem.bounds[0] or cap in self.solved:
+            return None  # a cap below the lower bound leaves no weight the refit may publish
         return cap

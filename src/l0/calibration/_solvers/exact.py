@@ -30,7 +30,7 @@ from ..options import ExactOptions
 from ..result import CalibrationResult
 from .refit import refit_on_support
 
-__all__ = ["Vertex", "lp_vertex", "solve_exact", "matrix_rank"]
+__all__ = ["Vertex", "clean_ratios", "lp_vertex", "solve_exact", "matrix_rank"]
 
 _RANK_UP_TO = 20_000_000  # entries of the dense matrix for which the rank is computed
 
@@ -86,7 +86,7 @@ def lp_vertex(
     else:
         ratios, message = _linear(A, b, tol, cost, upper, time_limit)
     if ratios is not None:
-        ratios = _clean(ratios, low if semicontinuous else 0.0, high)
+        ratios = clean_ratios(ratios, low if semicontinuous else 0.0, high)
         return Vertex(ratios, "exact", np.zeros(len(b)), time.perf_counter() - start, message)
     if not elastic:
         return Vertex(np.zeros(n), "failed", np.full(len(b), np.inf), time.perf_counter() - start,
@@ -102,7 +102,7 @@ def lp_vertex(
     if result.status != 0 or result.x is None:
         return Vertex(np.zeros(n), "failed", np.full(q, np.inf), time.perf_counter() - start,
                       f"HiGHS: {result.message}")
-    ratios = _clean(result.x[:n], 0.0, high)
+    ratios = clean_ratios(result.x[:n], 0.0, high)
     slack = result.x[n:n + q] + result.x[n + q:]
     slack[slack < 1e-12] = 0.0
     return Vertex(ratios, "closest", slack, time.perf_counter() - start,
@@ -138,7 +138,7 @@ def _semicontinuous(A, b, tol, cost, low, high, time_limit):  # noqa: ANN001, AN
     return None, f"HiGHS: {result.message}"
 
 
-def _clean(ratios: np.ndarray, low: float, high: float) -> np.ndarray:
+def clean_ratios(ratios: np.ndarray, low: float, high: float) -> np.ndarray:
     """Solver round-off off the support set to 0; kept ratios inside their bounds."""
     ratios = np.asarray(ratios, dtype=np.float64).copy()
     floor = max(1e-12, 0.5 * low)

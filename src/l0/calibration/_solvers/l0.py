@@ -141,37 +141,52 @@ def _exact(problem: CalibrationProblem, ratios: np.ndarray) -> bool:
 def _vertex_candidate(problem: CalibrationProblem, k: int | None, opts: L0Options,
                       search: CappedVertexSearch | None) -> tuple[np.ndarray, dict] | None:
     """Refit ratios on the capped vertex that fits ``k`` (or the band's vertex for
-    ``target_error``), with the free budget priced in; None when no vertex serves."""
+    ``target_error``), with the free budget priced in; None when no vertex serves.
+
+    The few largest vertices that fit are each refit and the most even result (highest ESS)
+    is kept: neighbouring caps give different supports, and a refit costs milliseconds."""
+    from ...diagnostics import effective_sample_size as ess
+
     if k is None:  # target_error alone: the L1 vertex of the band
         vertex = lp_vertex(problem, elastic=False)
         if vertex.status != "exact":
             return None
+        vertices = [vertex]
         info = {"selection": "band vertex", "lp_seconds": vertex.seconds}
     else:
         search = search or CappedVertexSearch(problem)
-        vertex = search.fit(k)
-        if vertex is None:
+        vertices = search.fit(k, candidates=1 if not opts.refit else 12)
+        if not vertices:
             return None
-        cap = min(c for c, v in search.solved.items() if v is vertex)
-        info = {"selection": "capped vertex", "vertex_cap": cap, "lp_solves": len(search.solved),
+        info = {"selection": "capped vertex", "lp_solves": len(search.solved),
                 "lp_seconds": search.seconds}
-    support = vertex.support
-    info["support_before_refit"] = len(support)
-    if not opts.refit:
-        ratios = vertex.ratios.copy()
-        low = problem.bounds[0]
-        if low > 0 and (ratios[support] < low).any():
-            return None  # the vertex ran from 0; only a refit can lift its ratios to the bound
-        return ratios, info
-    ratios, lam = refit_on_support(problem, support, opts.refit_distance)
-    if ratios is None:
-        if k is not None:
-            return None
-        # the band's vertex meets every band but its records cannot meet the totals exactly
-        info["refit"] = "none (the vertex's own weights meet the bands)"
-        return vertex.ratios.copy(), info
-    if k is not None and len(support) < k and lam is not None:
-        ratios = _price_in(problem, ratios, lam, k, opts)
+    low = problem.bounds[0]
+    best = None
+    for vertex in vertices:
+        support = vertex.support
+        if not opts.refit:
+            if low > 0 and (vertex.ratios[support] < low).any():
+                continue  # the vertex ran from 0; only a refit lifts its ratios to the bound
+            ratios = vertex.ratios.copy()
+        else:
+            ratios, lam = refit_on_support(problem, support, opts.refit_distance)
+            if ratios is None:
+                if k is not None:
+                    continue
+                # the band's vertex meets every band but cannot meet the totals exactly
+                info["refit"] = "none (the vertex's own weights meet the bands)"
+                ratios = vertex.ratios.copy()
+            elif k is not None and np.count_nonzero(ratios) < k:
+                ratios = _price_in(problem, ratios, lam, k, opts)
+        quality = ess(ratios * problem.design)
+        if best is None or quality > best[0]:
+            best = (quality, ratios, vertex)
+    if best is None:
+        return None
+    _, ratios, vertex = best
+    info["support_before_refit"] = len(vertex.support)
+    if k is not None:
+        info["vertex_cap"] = search.cap_of(vertex)
     return ratios, info
 
 
