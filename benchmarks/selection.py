@@ -3,7 +3,8 @@
 For each problem (the bundled California schools, 238 totals × 6,194 schools; a synthetic
 nested problem) and each budget k, with and without ``bounds=(0, 5)`` on w/d:
 
-* ``ours``           ``calibrate(M, y, max_records=k[, bounds])`` — the whole call;
+* ``ours``           ``calibrate(M, y, max_records=k[, bounds])`` — the whole call; below every
+                     exact support also with ``loss="max"`` (the smallest largest error);
 * ``capped vertex``  the strongest LP baseline: HiGHS's vertex of ``{M w = y, 0 <= w <= U}``
                      with the cap U bisected (18 solves, log scale) to the lowest that still fits
                      in k records — the time is the whole bisection;
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _peer import load_problem, peer_python, save_problem  # noqa: E402
 
 HERE = Path(__file__).resolve()
-BUDGETS = (150, 300, 500, 800, 1000, 1400)
+BUDGETS = (150, 200, 300, 500, 800, 1000, 1400)
 
 
 # --------------------------------------------------------------------------- problems
@@ -85,12 +86,13 @@ def row(name: str, w: np.ndarray, M, y, seconds: float, **extra) -> dict:
             "seconds": seconds, **extra}
 
 
-def ours(M, y, k: int, bounds) -> dict:
+def ours(M, y, k: int, bounds, loss: str = "relative") -> dict:
     from l0.calibration import calibrate
 
     start = time.perf_counter()
-    r = calibrate(M, y, max_records=k, bounds=bounds, progress=False, seed=0)
-    return row("ours", r.weights, M, y, time.perf_counter() - start,
+    r = calibrate(M, y, max_records=k, bounds=bounds, loss=loss, progress=False, seed=0)
+    name = "ours" if loss == "relative" else f"ours, loss={loss!r}"
+    return row(name, r.weights, M, y, time.perf_counter() - start,
                selection=r.info.get("selection"), status=r.status)
 
 
@@ -153,6 +155,33 @@ def classical_rows() -> list[dict]:
                     if method == "linear" and bounds is None else None,
                     "g_range": (float(g.min()), float(g.max())), "ess": r.ess,
                     "iterations": r.info["iterations"], "seconds": seconds})
+    return out
+
+
+def classical_large_rows(n: int = 300_000, seed: int = 0) -> list[dict]:
+    """Classical calibration of a large sparse sample: 200 strata counts, 2 totals per region
+    (20 regions), planted g ~ U(0.8, 1.25) on design weights U(1, 5)."""
+    from l0.calibration import calibrate
+
+    rng = np.random.default_rng(seed)
+    stratum, region = rng.integers(0, 200, n), rng.integers(0, 20, n)
+    income, people = rng.lognormal(10, 0.7, n), rng.integers(1, 6, n).astype(float)
+    cols = np.arange(n)
+    M = sp.csr_array(sp.vstack([
+        sp.csr_array((np.ones(n), (stratum, cols)), shape=(200, n)),
+        sp.csr_array((income, (region, cols)), shape=(20, n)),
+        sp.csr_array((people, (region, cols)), shape=(20, n)),
+    ], format="csr"))
+    d = rng.uniform(1, 5, n)
+    y = M @ (d * rng.uniform(0.8, 1.25, n))
+    out = []
+    for method, bounds in (("linear", None), ("raking", None), ("linear", (0.5, 2.0)),
+                           ("logit", (0.5, 2.0))):
+        start = time.perf_counter()
+        r = calibrate(M, y, method=method, init_weights=d, bounds=bounds)
+        out.append({"method": method, "bounds": bounds, "status": r.status,
+                    "max_error": r.max_error, "iterations": r.info["iterations"],
+                    "seconds": time.perf_counter() - start})
     return out
 
 
@@ -264,10 +293,14 @@ def main() -> None:
                 print(fmt(mine, k, ratio) + f" {mine['selection']}")
                 if base:
                     print(fmt(base, k, "1") + f" U = {base['cap']:.3g}")
+                if mine["status"] != "exact":  # below every exact support: the minimax refit
+                    mm = ours(M, y, k, bounds, loss="max")
+                    print(fmt(mm, k) + f" {mm['selection']}")
                 if bounds is None and k in peer:
-                    third = mine["max_error"] / peer[k]["max_error"]
+                    best = min(mine["max_error"], mm["max_error"]) if mine["status"] != "exact" \
+                        else mine["max_error"]
                     print(fmt(peer[k], k) + f" λ = {peer[k]['lambda_l0']:.2g}; our max error / "
-                          f"its = {third:.2g}")
+                          f"its = {best / peer[k]['max_error']:.2g}")
                 sys.stdout.flush()
     print("\n### classical calibration: apistrat (200 schools, pw) to apipop totals\n")
     print("| method | bounds | status | max relative equation error | |w − GREG| / max d "
@@ -279,6 +312,12 @@ def main() -> None:
               f"{r['max_rel_equation_error']:.1e} | {gap} | "
               f"[{r['g_range'][0]:.3f}, {r['g_range'][1]:.3f}] | {r['ess']:.1f} | "
               f"{r['iterations']} | {r['seconds'] * 1e3:.1f} ms |")
+    print("\n### classical calibration at scale: 300,000 records × 240 totals (sparse)\n")
+    print("| method | bounds | status | max relative error | Newton steps | s |")
+    print("|---|---|---|---|---|---|")
+    for r in classical_large_rows():
+        print(f"| {r['method']} | {r['bounds'] or '–'} | {r['status']} | {r['max_error']:.1e} | "
+              f"{r['iterations']} | {r['seconds']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -139,3 +139,14 @@ def test_warm_capped_vertices_are_optimal_like_cold_linprog_and_print_nothing(ca
             "calibrate(np.eye(3), [1.0, 2.0, 3.0], max_records=3, progress=False)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == ""
+
+
+def test_loss_max_gives_the_smallest_largest_error_when_nothing_is_exact():
+    M = sp.csr_array(np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    y = np.array([10.0, 20.0, 5.0])
+    with pytest.warns(UserWarning, match="conflict"):
+        result = calibrate(M, y, method="exact", loss="max")
+    # min over t of max(|t - 10|/10, |t - 20|/20) is at t = 40/3: both errors 1/3
+    assert result.status == "closest"
+    assert result.max_error == pytest.approx(1 / 3, abs=1e-9)
+    assert result.relative_errors[2] == pytest.approx(0.0, abs=1e-9)

@@ -167,3 +167,20 @@ def test_random_planted_problems_honour_budgets_bounds_and_seeds(seed, budget, b
         g = a.g_weights[a.support]
         assert g.min() >= 0.2 - 1e-12 and g.max() <= 6.0 + 1e-12
     assert (M != M_before).nnz == 0 and np.array_equal(y, y_before)
+
+
+def test_loss_max_below_every_exact_support_is_the_minimax_of_its_support():
+    M, y, d = planted(q=40, n=300, seed=9)
+    result = calibrate(M, y, init_weights=d, max_records=15, loss="max", progress=False)
+    assert result.status == "closest" and result.n_active <= 15
+    relative = calibrate(M, y, init_weights=d, max_records=15, progress=False)
+    assert result.max_error <= relative.max_error + 1e-9
+    # the oracle: min t s.t. |A_S x - b| <= t on the published support, dense linprog
+    S = result.support
+    s = np.maximum(np.abs(y), 1.0)
+    A = (M.toarray() / s[:, None])[:, S] * d[S]
+    q, m = A.shape
+    ones = np.ones((q, 1))
+    oracle = linprog(np.r_[np.zeros(m), 1.0], A_ub=np.block([[A, -ones], [-A, -ones]]),
+                     b_ub=np.r_[y / s, -y / s], bounds=(0, None), method="highs")
+    assert result.max_error == pytest.approx(oracle.fun, rel=1e-7, abs=1e-10)

@@ -9,11 +9,15 @@ them are written once.
   compressed rows at a million records, for the same bytes. Tensors cross with zero-copy
   ``torch.from_numpy``.
 * :class:`TorchBackend` (any torch device, e.g. CUDA): torch CSR tensors of ``M`` and ``M.T``.
+
+Both satisfy :class:`Backend`, the protocol the gate engine and the least-loss refit are written
+against (a distributed back-end implements the same four members).
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,10 +26,26 @@ from torch import Tensor
 
 from .._validation import check_choice
 
-__all__ = ["ScipyBackend", "TorchBackend", "make_backend", "BACKENDS"]
+__all__ = ["Backend", "ScipyBackend", "TorchBackend", "make_backend", "BACKENDS"]
 
 BACKENDS = ("auto", "scipy", "torch")
 _COLUMN_LAYOUT_FROM = 1 << 16  # records; below this the record vector fits in cache anyway
+
+
+class Backend(Protocol):
+    """The matrix products of a calibration: all that the gate engine needs of ``M``."""
+
+    shape: tuple[int, int]
+    device: torch.device
+
+    def matvec(self, x: Tensor) -> Tensor:
+        """``M @ x`` for a float64 vector of record values on ``device``."""
+
+    def rmatvec(self, r: Tensor) -> Tensor:
+        """``M.T @ r`` for a float64 vector of target values on ``device``."""
+
+    def columns(self, index: np.ndarray) -> Backend:
+        """The back-end of the sub-matrix of the given records (columns)."""
 
 
 class ScipyBackend:
@@ -82,7 +102,8 @@ class TorchBackend:
         return TorchBackend(sp.csr_array(self._source[:, index]), self.device)
 
 
-def make_backend(M: sp.csr_array, device: torch.device | str = "cpu", backend: str = "auto"):  # noqa: ANN201
+def make_backend(M: sp.csr_array, device: torch.device | str = "cpu",
+                 backend: str = "auto") -> Backend:
     """The back-end for ``device``: scipy on CPU, torch elsewhere, unless ``backend`` forces one."""
     backend = check_choice("backend", backend, BACKENDS)
     device = torch.device(device)

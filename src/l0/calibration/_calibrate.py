@@ -69,10 +69,12 @@ def calibrate(
     tolerance : float or array-like, default 0
         Half-width of each target's band, in the loss's units (relative errors for the relative
         losses): a target within its band is met.
-    loss : {"relative", "absolute", "capped"}, default "relative"
+    loss : {"relative", "absolute", "capped", "max"}, default "relative"
         How misses are scored where a method minimises a loss (the gate training, the least-loss
-        refit, the units of the exact method's slack): squared ``(ŷ - y)/max(|y|,
-        relative_floor)``; squared ``ŷ - y``; or the relative error Huber-capped at ``cap``.
+        refit, the exact method's closest fit): squared ``(ŷ - y)/max(|y|, relative_floor)``;
+        squared ``ŷ - y``; the relative error Huber-capped at ``cap``; or ``"max"``, the largest
+        relative error (minimised exactly by linear programs; the gates train on the relative
+        loss).
     target_names : sequence of str, optional
         A label per target, carried into every result table.
     target_groups : array-like of int, optional

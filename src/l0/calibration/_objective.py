@@ -8,6 +8,11 @@ penalty :math:`\phi(b_i)`: :math:`b^2`, or for the ``"capped"`` loss the Huber f
 target pulls with a bounded force). The loss is :math:`\sum_i c_i \phi(b_i)`; its gradient
 :math:`c_i \phi'(b_i)/s_i` with respect to :math:`\hat y_i` is pulled back to the weights by one
 :math:`M^\top` product in the solver. All in float64 tensors, on any device.
+
+The ``"max"`` loss scores a weighting by its largest weighted relative error beyond the bands,
+:math:`\max_i c_i |b_i| / \max_i c_i`: :meth:`Objective.loss` returns it, while the gradient
+(the gate training, and the pricing of records) is the relative loss's — the largest error is
+minimised exactly, as a linear program, by the refit (:func:`.refit.minimax_on_support`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class Objective:
         self.tolerance = tensor(problem.tolerance)
         self.banded = bool((problem.tolerance > 0).any())
         self.cap = problem.cap if problem.loss == "capped" else None
+        self.maximum = problem.loss == "max"
 
     def band(self, estimates: Tensor) -> Tensor:
         """Scaled residuals with the tolerance band removed (zero inside the band)."""
@@ -45,6 +51,8 @@ class Objective:
 
     def loss(self, estimates: Tensor) -> float:
         """Value of the loss at ``estimates``."""
+        if self.maximum:
+            return float((self.coef * self.band(estimates).abs()).max() / self.coef.max())
         return float(torch.dot(self.coef, self._phi(self.band(estimates))))
 
     def __call__(self, estimates: Tensor) -> tuple[float, Tensor]:

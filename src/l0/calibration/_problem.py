@@ -22,7 +22,7 @@ from ._matrix import as_csr, as_vector
 
 __all__ = ["CalibrationProblem", "LOSSES", "EXACT", "build_problem", "group_codes"]
 
-LOSSES = ("relative", "absolute", "capped")
+LOSSES = ("relative", "absolute", "capped", "max")
 EXACT = 1e-8  # a target is met when its relative error is within its band plus this
 
 
@@ -48,7 +48,7 @@ class CalibrationProblem:
         Half-width of the zero-loss band of each target, in units of the scaled residual.
     bounds : (float, float)
         Lower and upper bound of ``w / d`` for records that are kept.
-    loss : {"relative", "absolute", "capped"}
+    loss : {"relative", "absolute", "capped", "max"}
     cap : float
         Scaled residual beyond which the ``"capped"`` loss grows linearly.
     relative_floor : float

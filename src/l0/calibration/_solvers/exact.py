@@ -11,8 +11,8 @@ records at a finite cap), which is why HiGHS's simplex answer is sparse. A lower
 :math:`\ell > 0` applies to kept records only: each ratio is then *semi-continuous*
 (:math:`x = 0` or :math:`\ell \le x \le u`), solved as a mixed-integer program. When no
 weights meet every target the elastic program (slack :math:`p - n` on every target, minimum
-weighted L1 of the relative errors) gives the closest weights, with status ``"closest"`` and the
-targets carrying slack named.
+weighted L1 of the relative errors; with ``loss="max"`` the smallest largest error) gives the
+closest weights, with status ``"closest"`` and the targets carrying slack named.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from .._problem import CalibrationProblem
 from ..options import ExactOptions
 from ..result import CalibrationResult
-from .refit import refit_on_support
+from .refit import minimax_on_support, refit_on_support
 
 __all__ = ["Vertex", "clean_ratios", "lp_vertex", "solve_exact", "matrix_rank"]
 
@@ -91,8 +91,15 @@ def lp_vertex(
     if not elastic:
         return Vertex(np.zeros(n), "failed", np.full(len(b), np.inf), time.perf_counter() - start,
                       message)
-    # elastic: A x + p - n within the band, minimise the weighted slack
     q = len(b)
+    if problem.loss == "max":  # the closest in the largest relative error
+        ratios = minimax_on_support(problem, np.arange(n))
+        slack = np.maximum(np.abs(A @ ratios - b) - tol, 0.0)
+        slack[slack < 1e-12] = 0.0
+        return Vertex(clean_ratios(ratios, 0.0, high), "closest", slack,
+                      time.perf_counter() - start,
+                      "no weights within the bounds meet every target: the smallest largest error")
+    # elastic: A x + p - n within the band, minimise the weighted slack
     eye = sp.identity(q, format="csr")
     big = sp.csr_array(sp.hstack([A, eye, -eye], format="csr"))
     weight = problem.coef / problem.coef.max()

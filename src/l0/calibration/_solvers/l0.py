@@ -214,6 +214,12 @@ def _loss(problem: CalibrationProblem, ratios: np.ndarray) -> float:
     return Objective(problem).loss(estimates)
 
 
+def _score(problem: CalibrationProblem, ratios: np.ndarray) -> tuple[float, float]:
+    """The loss, then (for ties of the ``"max"`` loss) the relative loss."""
+    relative = problem if problem.loss != "max" else replace(problem, loss="relative")
+    return _loss(problem, ratios), _loss(relative, ratios)
+
+
 def _price_in(problem: CalibrationProblem, ratios: np.ndarray, lam: np.ndarray, k: int,
               opts: L0Options) -> np.ndarray:
     """Spend the free budget on the records the refit's multipliers value most (the largest
@@ -306,7 +312,7 @@ def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
                            f"{missed} targets)")
         if pruned is not None:
             gates_loss, pruned_loss = _loss(problem, ratios), _loss(problem, pruned[0])
-            if pruned_loss < gates_loss:
+            if _score(problem, pruned[0]) < _score(problem, ratios):
                 ratios, info = pruned
                 message = (f"support from the {info['selection']} (loss {pruned_loss:.3g}; "
                            f"the gates' support: {gates_loss:.3g})")

@@ -37,7 +37,8 @@ from .._objective import Objective
 from .._problem import CalibrationProblem
 from ._newton import solve_distance
 
-__all__ = ["PolishReport", "polish", "refit_on_support", "refit_with_repair"]
+__all__ = ["PolishReport", "polish", "minimax_on_support", "refit_on_support",
+           "refit_with_repair"]
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,43 @@ def polish(
     return ratios, PolishReport(iterations, before, after, str(result.message))
 
 
+def minimax_on_support(problem: CalibrationProblem, support: np.ndarray) -> np.ndarray:
+    """Ratios on ``support`` (within the bounds) with the smallest largest weighted relative
+    error beyond the bands, ``t* = min t`` s.t. ``c_i (|(A x - b)_i| - tau_i) <= t``; among those,
+    the smallest weighted sum of errors (a second LP), so that when ``t*`` cannot be improved —
+    say a target no kept record reaches — every other target is still fit as well as it can be.
+    Both by HiGHS."""
+    ratios = np.zeros(problem.n_records)
+    if len(support) == 0:
+        return ratios
+    A, b = problem.scaled()
+    weight = problem.coef / problem.coef.max()
+    A = sp.csr_array(sp.diags_array(weight) @ A[:, support] @ sp.diags_array(
+        problem.design[support]))
+    b, tol = weight * b, weight * problem.relative_tolerance()
+    q, m = A.shape
+    low, high = problem.bounds
+    x_bounds = [(low, None if np.isinf(high) else high)] * m
+    column = sp.csr_array(-np.ones((q, 1)))
+    first = so.linprog(np.r_[np.zeros(m), 1.0],
+                       A_ub=sp.csr_array(sp.vstack([sp.hstack([A, column]),
+                                                    sp.hstack([-A, column])])),
+                       b_ub=np.concatenate([b + tol, tol - b]), bounds=x_bounds + [(0.0, None)],
+                       method="highs")
+    if first.status != 0 or first.x is None:  # pragma: no cover - the LP is always feasible
+        raise RuntimeError(f"the minimax refit failed: {first.message}")
+    x = first.x[:-1]
+    limit = (float(first.x[-1]) + tol) * (1.0 + 1e-9) + 1e-12
+    eye = sp.identity(q, format="csr")
+    second = so.linprog(np.r_[np.zeros(m), np.ones(2 * q)],
+                        A_eq=sp.csr_array(sp.hstack([A, -eye, eye])), b_eq=b,
+                        bounds=x_bounds + [(0.0, u) for u in limit] * 2, method="highs")
+    if second.status == 0 and second.x is not None:
+        x = second.x[:m]
+    ratios[support] = np.clip(x, low, high)
+    return ratios
+
+
 def refit_with_repair(
     problem: CalibrationProblem,
     backend: Any,
@@ -157,6 +195,11 @@ def refit_with_repair(
     in, or ``rounds`` are done. Returns the ratios, the last refit's report and the rounds run.
     """
     objective = Objective(problem, "cpu")
+    if problem.loss == "max":  # priced by the relative loss, refit to the smallest largest error
+        least, report, done = refit_with_repair(
+            replace(problem, loss="relative"), backend, support, start, budget,
+            closeness=closeness, max_iter=max_iter, rounds=rounds, stop_error=stop_error)
+        return minimax_on_support(problem, np.flatnonzero(least)), report, done
     ratios, report = polish(problem, backend, support, start, closeness=closeness,
                             max_iter=max_iter, stop_error=stop_error)
     device = getattr(backend, "device", torch.device("cpu"))
