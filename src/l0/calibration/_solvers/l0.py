@@ -51,6 +51,7 @@ from .refit import refit_on_support, refit_with_repair
 __all__ = ["solve_l0", "starting_log_ratios", "VERTEX_UP_TO_NNZ"]
 
 VERTEX_UP_TO_NNZ = 5_000_000  # selection="auto" uses the LP vertex up to this many non-zeros
+_PRUNE_STEPS = (0.2, 0.1, 0.05)  # fractions of the support dropped per step of the descent
 
 
 def starting_log_ratios(problem: CalibrationProblem) -> np.ndarray:
@@ -164,20 +165,15 @@ def _vertex_candidate(problem: CalibrationProblem, k: int | None, opts: L0Option
     best = None
     for vertex in vertices:
         support = vertex.support
-        if not opts.refit:
+        ratios = None
+        if opts.refit:
+            ratios, lam = refit_on_support(problem, support, opts.refit_distance)
+            if ratios is not None and k is not None and np.count_nonzero(ratios) < k:
+                ratios = _price_in(problem, ratios, lam, k, opts)
+        if ratios is None:  # the vertex's own weights: they meet every band
             if low > 0 and (vertex.ratios[support] < low).any():
                 continue  # the vertex ran from 0; only a refit lifts its ratios to the bound
             ratios = vertex.ratios.copy()
-        else:
-            ratios, lam = refit_on_support(problem, support, opts.refit_distance)
-            if ratios is None:
-                if k is not None:
-                    continue
-                # the band's vertex meets every band but cannot meet the totals exactly
-                info["refit"] = "none (the vertex's own weights meet the bands)"
-                ratios = vertex.ratios.copy()
-            elif k is not None and np.count_nonzero(ratios) < k:
-                ratios = _price_in(problem, ratios, lam, k, opts)
         quality = ess(ratios * problem.design)
         if best is None or quality > best[0]:
             best = (quality, ratios, vertex)
@@ -185,6 +181,10 @@ def _vertex_candidate(problem: CalibrationProblem, k: int | None, opts: L0Option
         return None
     _, ratios, vertex = best
     info["support_before_refit"] = len(vertex.support)
+    if not opts.refit or not np.array_equal(ratios, vertex.ratios):
+        info["refit"] = "minimum distance" if opts.refit else "none"
+    else:
+        info["refit"] = "none (the vertex's own weights meet the bands)"
     if k is not None:
         info["vertex_cap"] = search.cap_of(vertex)
     return ratios, info
@@ -199,14 +199,20 @@ def _pruned_candidate(problem: CalibrationProblem, k: int, opts: L0Options,
         if vertex.status == "failed":
             return None
     backend = make_backend(problem.M)
-    ratios = prune_to_budget(problem, backend, vertex, k, closeness=opts.closeness,
-                             max_iter=opts.refit_iter)
-    ratios, report, rounds = refit_with_repair(
-        problem, backend, np.flatnonzero(ratios), ratios[ratios > 0], k,
-        closeness=opts.closeness, max_iter=opts.refit_iter)
-    info = {"selection": "pruned vertex", "vertex_records": len(vertex.support),
-            "refit": "least loss", "refit_report": report, "repair_rounds": rounds}
-    return ratios, info
+    best = None
+    for step in _PRUNE_STEPS:  # the descent is greedy: its step size moves the result
+        ratios = prune_to_budget(problem, backend, vertex, k, closeness=opts.closeness,
+                                 max_iter=opts.refit_iter, step=step)
+        ratios, report, rounds = refit_with_repair(
+            problem, backend, np.flatnonzero(ratios), ratios[ratios > 0], k,
+            closeness=opts.closeness, max_iter=opts.refit_iter)
+        score = _score(problem, ratios)
+        if best is None or score < best[0]:
+            best = (score, ratios, {"selection": "pruned vertex",
+                                    "vertex_records": len(vertex.support), "prune_step": step,
+                                    "refit": "least loss", "refit_report": report,
+                                    "repair_rounds": rounds})
+    return best[1], best[2]
 
 
 def _loss(problem: CalibrationProblem, ratios: np.ndarray) -> float:

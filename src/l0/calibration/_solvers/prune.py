@@ -3,8 +3,9 @@ r"""From the LP vertex down to a budget smaller than any exact support: backward
 Below the size of the smallest exact support some targets must be missed. Starting from the
 vertex (exact, at most rank(M) records, or the capped vertex within the bounds), the records that
 contribute least — the smallest :math:`w_j\,\lVert A_{\cdot j}\rVert` in relative units — are
-dropped a tenth at a time and the rest refit on the calibration loss within the bounds
-(:func:`.refit.polish`), until the budget is met. Each refit starts from the previous weights, so
+dropped a fraction ``step`` at a time and the rest refit on the calibration loss within the
+bounds (:func:`.refit.polish`), until the budget is met (the caller tries a few steps: the
+descent is greedy). Each refit starts from the previous weights, so
 the whole descent costs a few refits of a few hundred records.
 """
 
