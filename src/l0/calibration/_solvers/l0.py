@@ -52,6 +52,7 @@ __all__ = ["solve_l0", "starting_log_ratios", "VERTEX_UP_TO_NNZ"]
 
 VERTEX_UP_TO_NNZ = 5_000_000  # selection="auto" uses the LP vertex up to this many non-zeros
 _PRUNE_STEPS = (0.2, 0.1, 0.05)  # fractions of the support dropped per step of the descent
+_PRUNE_ITER = 300  # L-BFGS-B iterations of each intermediate refit of the descent
 
 
 def starting_log_ratios(problem: CalibrationProblem) -> np.ndarray:
@@ -202,7 +203,7 @@ def _pruned_candidate(problem: CalibrationProblem, k: int, opts: L0Options,
     best = None
     for step in _PRUNE_STEPS:  # the descent is greedy: its step size moves the result
         ratios = prune_to_budget(problem, backend, vertex, k, closeness=opts.closeness,
-                                 max_iter=opts.refit_iter, step=step)
+                                 max_iter=min(opts.refit_iter, _PRUNE_ITER), step=step)
         ratios, report, rounds = refit_with_repair(
             problem, backend, np.flatnonzero(ratios), ratios[ratios > 0], k,
             closeness=opts.closeness, max_iter=opts.refit_iter)
@@ -308,7 +309,7 @@ def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
     if candidate is None:
         ratios, info, engine, loop = _gates_candidate(problem, opts, k)
         message = loop.state.reason
-        if use_vertex and not _exact(problem, ratios):
+        if use_vertex and opts.selection == "gates" and not _exact(problem, ratios):
             fallback = _vertex_candidate(problem, k, opts, search)
             if fallback is not None:
                 missed = int((~problem.met(problem.M @ (ratios * problem.design))).sum())
