@@ -25,6 +25,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/gates_speed.py
 	$(PY) benchmarks/calibration_speed.py --readme
+	$(PY) benchmarks/selection.py
 	$(PY) benchmarks/nn_mnist.py --budget 0.35
 
 clean:
