@@ -6,6 +6,7 @@ Every solver (L0 selection, the exact LP, the classical methods) takes a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import warnings
@@ -89,7 +90,12 @@ class CalibrationProblem:
 
     def scaled(self) -> tuple[sp.csr_array, np.ndarray]:
         """``(A, b)`` with rows divided by ``max(|y|, relative_floor)``: residuals of ``A w - b``
-        are relative errors (what the exact and classical solvers put tolerances on)."""
+        are relative errors (what the exact and classical solvers put tolerances on). Computed
+        once per problem; treat as read-only."""
+        return self._scaled
+
+    @functools.cached_property
+    def _scaled(self) -> tuple[sp.csr_array, np.ndarray]:
         s = np.maximum(np.abs(self.y), self.relative_floor)
         return sp.csr_array(sp.diags_array(1.0 / s) @ self.M), self.y / s
 

@@ -178,10 +178,8 @@ def solve_exact(problem: CalibrationProblem, options: ExactOptions) -> Calibrati
     if vertex.status == "closest":
         carrying = np.flatnonzero(vertex.slack > 0)
         info["slack_targets"] = [problem.names[i] if problem.names else int(i) for i in carrying]
-    status = vertex.status if vertex.status != "failed" else "failed"
-    result = CalibrationResult.build(
-        problem, ratios * problem.design, method="exact", status=status,
+    return CalibrationResult.build(
+        problem, ratios * problem.design, method="exact", status=vertex.status,
         converged=vertex.status == "exact", message=vertex.message, info=info,
         seconds=time.perf_counter() - start,
     )
-    return result

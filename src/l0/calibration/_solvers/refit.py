@@ -228,8 +228,6 @@ def refit_on_support(
     problem: CalibrationProblem,
     support: np.ndarray,
     distance: str = "linear",
-    *,
-    start: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Minimum-distance ratios on ``support`` meeting every target exactly within the bounds.
 
