@@ -291,3 +291,60 @@ def test_progress_bar_appears_on_long_fits(capsys, monkeypatch):
     M, y, d = planted(q=5, n=30, seed=6)
     calibrate(M, y, init_weights=d, max_epochs=30, progress=True)
     assert "l0 calibration" in capsys.readouterr().err
+
+
+def test_resume_reads_only_checkpoints_and_says_so_for_anything_else(tmp_path):
+    import os
+
+    M, y, d = planted(q=5, n=30, seed=6)
+    kwargs = dict(init_weights=d, progress=False, max_epochs=30)
+    good = tmp_path / "good.pt"
+    calibrate(M, y, checkpoint=good, **kwargs)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "ran"),))
+
+    torch.save({"engine": Payload()}, tmp_path / "evil.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "truncated.pt").write_bytes(good.read_bytes()[:200])
+    torch.save({"weights": torch.ones(3)}, tmp_path / "foreign.pt")
+    for name in ("evil.pt", "garbage.pt", "truncated.pt", "foreign.pt"):
+        with pytest.raises(ValueError, match="`resume` must be a checkpoint written by calibrate"):
+            calibrate(M, y, resume=tmp_path / name, **kwargs)
+    assert not (tmp_path / "ran").exists()  # the crafted file ran no code
+    with pytest.raises(ValueError, match="`resume` must be an existing checkpoint file"):
+        calibrate(M, y, resume=tmp_path / "missing.pt", **kwargs)
+
+
+def test_a_checkpoint_in_a_missing_folder_fails_before_training(tmp_path, monkeypatch):
+    from l0.calibration._solvers import _loop
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(_loop.TrainingLoop, "run", no_training)
+    M, y, d = planted(q=5, n=30, seed=6)
+    with pytest.raises(ValueError, match="`checkpoint` must be a path in an existing folder"):
+        calibrate(M, y, init_weights=d, checkpoint=tmp_path / "nope" / "fit.pt", progress=False)
+
+
+def test_a_vertex_selection_says_that_no_checkpoint_was_written(tmp_path):
+    M, y, d = planted(q=5, n=30, seed=6)
+    with pytest.warns(UserWarning, match="no gate training ran"):
+        calibrate(M, y, init_weights=d, max_records=20, checkpoint=tmp_path / "fit.pt",
+                  progress=False)
+    assert not (tmp_path / "fit.pt").exists()
+
+
+def test_target_warnings_see_the_last_rows_and_stored_zeros():
+    # the last non-empty row's only positive entry is its last stored entry; empty rows follow
+    M = sp.csr_array((np.array([-1.0, 2.0]), (np.array([0, 0]), np.array([0, 1]))), shape=(3, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        calibrate(M, [1.0, 0.0, 0.0], method="exact")
+    # identical rows but for an explicitly stored zero still conflict
+    M = sp.csr_array((np.array([1.0, 1.0, 0.0, 1.0, 1.0]), np.array([0, 1, 2, 0, 1]),
+                      np.array([0, 3, 5])), shape=(2, 3))
+    with pytest.warns(UserWarning, match="targets 0 and 1 have identical rows"):
+        calibrate(M, [1.0, 2.0], method="exact")

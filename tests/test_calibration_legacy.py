@@ -152,7 +152,7 @@ def test_a_diverging_fit_stops_with_an_error_and_keeps_finite_weights():
         ({"n_features": 4, "gamma": 0.1}, ValueError, "`gamma` must be a float < 0.0"),
         ({"n_features": 4, "zeta": 0.9}, ValueError, "`zeta` must be a float > 1.0"),
         ({"n_features": 4, "init_keep_prob": 1.5}, ValueError, "`init_keep_prob` must be a float in"),
-        ({"n_features": 4, "init_keep_prob": [0.5] * 3}, ValueError, "`init_keep_prob` must be of length 4"),
+        ({"n_features": 4, "init_keep_prob": [0.5] * 3}, ValueError, "`init_keep_prob` array must have shape \\(4,\\)"),
         ({"n_features": 4, "init_weights": [-1.0, 1, 1, 1]}, ValueError, "`init_weights` must be values in"),
         ({"n_features": 4, "log_alpha_jitter_sd": -0.1}, ValueError, "`log_alpha_jitter_sd`"),
         ({"n_features": 4, "seed": "x"}, TypeError, "`seed` must be an int"),

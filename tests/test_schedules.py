@@ -181,3 +181,14 @@ def test_sparsity_controller_brings_a_network_to_its_budget_within_two_percent(s
     assert abs(active - target) <= 0.03 * target  # whole input units move in blocks
     model.eval()
     assert (model(X).argmax(1) == y).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, torch.tensor(float("nan"))])
+def test_controllers_refuse_a_count_that_is_not_a_finite_count(bad):
+    from l0 import BudgetController, SparsityController
+
+    for controller in (SparsityController(5, 10), BudgetController(5)):
+        before = dict(controller.state_dict())
+        with pytest.raises(ValueError, match="`expected` must be a finite count >= 0"):
+            controller.step(bad)
+        assert controller.state_dict() == before  # the multiplier is not poisoned

@@ -148,3 +148,43 @@ def test_feature_gate_fit_restores_the_gate_temperature(epochs):
     gate = FeatureGate(4, 2, temperature=0.1)
     gate.fit(np.random.default_rng(0).normal(size=(20, 4)), np.arange(20.0), epochs=epochs)
     assert gate.gates.temperature == 0.1
+
+
+def test_hybrid_select_with_a_seed_is_repeatable_in_training_and_leaves_the_global_rng():
+    from l0 import HybridGate
+
+    hybrid = HybridGate(200, target_items=40).train()
+    data = torch.arange(200.0)
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    a = hybrid.select(data, random_seed=0)[1]
+    b = hybrid.select(data, random_seed=0)[1]
+    assert torch.equal(a, b) and torch.equal(state, torch.get_rng_state())
+    assert not torch.equal(a, hybrid.select(data, random_seed=1)[1])
+
+
+@pytest.mark.parametrize("target, fractions, expected", [
+    (1, (0.25, 0.75), (0, 1)), (2, (0.25, 0.75), (1, 1)), (10, (0.25, 0.75), (3, 7)),
+    (3, (0.5, 0.0), (2, 0)), (5, (0.0, 0.0), (0, 0)),
+])
+def test_hybrid_budget_never_rounds_to_zero_rows(target, fractions, expected):
+    from l0 import HybridGate
+
+    hybrid = HybridGate(20, *fractions, target_items=target)
+    assert (hybrid.n_l0, hybrid.n_random) == expected
+    _, idx, _ = hybrid.eval().select(torch.arange(20.0), random_seed=0)
+    assert len(idx) <= target
+    assert len(idx) >= hybrid.n_random  # the random part always gets its rows
+
+
+def test_degenerate_fits_give_finite_parameters_or_a_clear_error():
+    import numpy as np
+
+    from l0 import FeatureGate, SampleGate
+
+    gate = SampleGate(1, 1).fit(np.zeros((1, 3)), seed=0)  # one row, all zeros
+    assert torch.isfinite(gate.gates.log_alpha).all()
+    gate = SampleGate(30, 5).fit(np.c_[np.zeros(30), np.arange(30.0)], seed=0)  # a zero column
+    assert torch.isfinite(gate.gates.log_alpha).all()
+    with pytest.raises(ValueError, match="`X` must have at least 2 samples"):
+        FeatureGate(3, max_features=2).fit(np.ones((1, 3)), np.array([1.0]), task="regression")

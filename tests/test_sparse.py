@@ -81,3 +81,10 @@ def test_random_seed_errors_name_the_argument():
 
     with pytest.raises(ValueError, match="`random_seed` must be an int >= 0; got -1."):
         HybridGate(10).select(torch.zeros(10), random_seed=-1)
+
+
+def test_fit_on_zero_rows_is_a_clear_error_not_nan():
+    model = SparseL0Linear(3, 1, seed=0)
+    with pytest.raises(ValueError, match="`X_sparse` must have at least one row"):
+        model.fit(sp.csr_matrix(np.zeros((0, 3))), np.zeros(0))
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -19,3 +19,12 @@ def local_generator(
     else:
         gen.manual_seed(check_int(name, seed, low=0))
     return gen
+
+
+def generator_or_global(
+    seed: Any, *, name: str = "seed", device: torch.device | str | None = None
+) -> torch.Generator | None:
+    """The 0.6.x convention of the drop-in estimators: a seeded local generator, or ``None`` —
+    torch's global generator, so that ``torch.manual_seed`` makes them reproducible (as it does
+    ``torch.nn.init``) — when ``seed`` is None. The global generator is never reseeded."""
+    return None if seed is None else local_generator(seed, name=name, device=device)

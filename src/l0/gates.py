@@ -259,3 +259,16 @@ class L0Gate(nn.Module):
 
     def extra_repr(self) -> str:
         return f"size={self.size}"
+
+
+_SELECTION_NAMES = ("SampleGate", "FeatureGate", "HybridGate")
+
+
+def __getattr__(name: str):  # noqa: ANN202 - the 0.6.x home of the selection gates
+    """``from l0.gates import SampleGate, FeatureGate, HybridGate`` works as in 0.6.x (they live
+    in :mod:`l0.selection`, which builds on this module, so they are imported on first use)."""
+    if name in _SELECTION_NAMES:
+        from . import selection
+
+        return getattr(selection, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,6 +9,7 @@ multiplier (constrained L0, as in structured pruning of language models).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -234,6 +235,7 @@ class SparsityController:
 
     def step(self, expected: Tensor | float) -> None:
         """One ascent step of the multiplier for the current expected count."""
+        _check_count("expected", expected)
         c = float(self.violation(torch.as_tensor(expected).detach()))
         self._multiplier += self.lr * c
         if self.mode == "at_most":
@@ -246,6 +248,16 @@ class SparsityController:
     def load_state_dict(self, state: dict[str, float]) -> None:
         self._multiplier = float(state["multiplier"])
         self.steps = int(state.get("steps", 0))
+
+
+def _check_count(name: str, value: Any) -> None:
+    """A count of open gates must be a finite number >= 0 (a NaN would poison the multiplier)."""
+    try:
+        number = float(torch.as_tensor(value).detach().reshape(()))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"`{name}` must be a number (a count of open gates); got {value!r}.") from exc
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"`{name}` must be a finite count >= 0; got {number}.")
 
 
 class BudgetController:
@@ -330,6 +342,7 @@ class BudgetController:
 
     def step(self, expected: Tensor | float) -> float:
         """Update the multiplier for the current count, advance the ramp; return the multiplier."""
+        _check_count("expected", expected)
         excess = self.violation(float(torch.as_tensor(expected).detach()))
         self.integral = max(self.floor, self.integral * math.exp(self.rate * excess))
         self.multiplier = max(self.floor, self.integral * math.exp(self.gain * excess))

@@ -156,7 +156,10 @@ class SampleGate(L0Gate):
         epochs = check_int("epochs", epochs, low=1)
         lr = check_real("lr", lr, low=0.0, low_open=True)
         target = (w @ x) / w.sum()
-        scale = torch.where(target.abs() > 0, target.abs(), x.std(0).clamp(min=1e-12))
+        # a column's scale: its mean, else its spread, else 1 (a column of zeros, a single row)
+        spread = x.std(0, correction=0)
+        scale = torch.where(target.abs() > 0, target.abs(),
+                            torch.where(spread > 0, spread, torch.ones_like(spread)))
 
         def mean_error(z: Tensor) -> Tensor:
             zw = z.to(torch.float64) * w
@@ -286,6 +289,9 @@ class FeatureGate(L0Gate):
             raise ValueError(
                 f"`X` must have shape (n_samples, {self.n_features}); got {tuple(x.shape)}."
             )
+        if x.shape[0] < 2:
+            raise ValueError(f"`X` must have at least 2 samples (rows) to select features on; "
+                             f"got {x.shape[0]}.")
         t = _as_tensor("y", y, x.shape[0]).to(torch.float64).reshape(-1)
         if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(t).all())):
             raise ValueError("`X` and `y` must be finite; got NaN or inf.")
@@ -340,6 +346,17 @@ class FeatureGate(L0Gate):
         return score * self.y_scale_ + self.y_mean_
 
 
+def _split_budget(total: int, l0_fraction: float, random_fraction: float) -> tuple[int, int]:
+    """Rows for the L0 and the random part: ``round(total * (l0 + random))`` in all (at least one
+    when either fraction is positive), shared in proportion — never a budget that rounds to 0."""
+    share = l0_fraction + random_fraction
+    if share <= 0:
+        return 0, 0
+    rows = min(total, max(1, int(total * share + 0.5)))
+    n_l0 = min(rows, int(rows * l0_fraction / share + 0.5))
+    return n_l0, rows - n_l0
+
+
 class HybridGate(nn.Module):
     """Selection mixing learned (L0) and uniformly random rows.
 
@@ -360,8 +377,8 @@ class HybridGate(nn.Module):
     >>> import torch
     >>> hybrid = HybridGate(n_items=10).eval()
     >>> _, idx, kinds = hybrid.select(torch.arange(10.0), random_seed=0)
-    >>> len(idx), kinds.tolist()
-    (1, ['random'])
+    >>> hybrid.n_l0, hybrid.n_random, kinds.tolist()  # the untrained L0 gate keeps nothing yet
+    (1, 1, ['random'])
     """
 
     def __init__(
@@ -384,8 +401,8 @@ class HybridGate(nn.Module):
         if target_items is None:
             target_items = max(1, int(self.n_items * 0.2))
         self.target_items = check_int("target_items", target_items, low=1, high=self.n_items)
-        self.n_l0 = int(self.target_items * self.l0_fraction)
-        self.n_random = int(self.target_items * self.random_fraction)
+        self.n_l0, self.n_random = _split_budget(self.target_items, self.l0_fraction,
+                                                 self.random_fraction)
         self.l0_gate = SampleGate(self.n_items, self.n_l0, temperature=temperature)
 
     def select(
@@ -394,16 +411,22 @@ class HybridGate(nn.Module):
         """L0-selected rows plus ``n_random`` random others, sorted by index.
 
         Returns ``(data[indices], indices, kinds)`` with ``kinds[i]`` ``"l0"`` or ``"random"``.
-        ``random_seed`` seeds a local generator; the global RNG is never touched.
+        ``random_seed`` seeds a local generator that draws both the L0 gate's noise (training
+        mode) and the random rows, so the same seed gives the same rows and the global RNG is
+        not touched; with ``None`` both come from the gate's generator or torch's global one,
+        as in 0.6.x.
         """
         data = _as_tensor("data", data, self.n_items)
+        # one stream for both parts: the gate noise (training mode) and the random rows
+        gen = None if random_seed is None else local_generator(random_seed, name="random_seed")
+        gate = self.l0_gate.gates
         with torch.no_grad():
-            _, l0_idx = self.l0_gate._selected(0.5)
+            gates = gate.sample(generator=gen) if self.l0_gate.training else gate.deterministic()
+            l0_idx = _top_open(gates, gate.log_alpha, self.n_l0, 0.5)
         available = torch.ones(self.n_items, dtype=torch.bool)
         available[l0_idx] = False
         pool = torch.nonzero(available).squeeze(1)
         take = min(self.n_random, pool.numel())
-        gen = local_generator(random_seed, name="random_seed")
         perm = torch.randperm(pool.numel(), generator=gen)[:take]
         random_idx = pool[perm]
         indices = torch.cat([l0_idx, random_idx])

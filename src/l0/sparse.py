@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as F
-from ._random import local_generator
+from ._random import generator_or_global
 from ._validation import check_hard_concrete, check_int, check_real
 
 __all__ = ["SparseL0Linear"]
@@ -62,8 +62,9 @@ class SparseL0Linear(nn.Module):
         Initial gate logits are ``logit(init_keep_prob)`` plus ``N(0, 0.01)`` jitter.
     device : str or torch.device, default "cpu"
     seed : int, optional
-        Seed of the local generator (init jitter, gate noise during ``fit``); ``None`` draws a
-        fresh seed. The global RNG is never used.
+        Seed of the local generator (init jitter, gate noise during ``fit``). ``None`` draws
+        from torch's global generator, as 0.6.x does (``torch.manual_seed`` makes it
+        reproducible).
 
     Examples
     --------
@@ -98,7 +99,7 @@ class SparseL0Linear(nn.Module):
         self.fit_intercept = bool(fit_intercept)
         self.device = torch.device(device)
         self.seed = seed
-        self._generator = local_generator(seed, device=self.device)
+        self._generator = generator_or_global(seed, device=self.device)
         self.weight = nn.Parameter(torch.zeros(self.n_features, device=self.device))
         self.bias = nn.Parameter(torch.zeros(1, device=self.device)) if fit_intercept else None
         jitter = torch.randn(self.n_features, generator=self._generator, device=self.device)
@@ -159,6 +160,8 @@ class SparseL0Linear(nn.Module):
         generator) and the intercept set to ``mean(y)`` at the start of every call.
         """
         X = _to_torch_matrix(X_sparse, self.n_features, self.device)
+        if X.shape[0] == 0:
+            raise ValueError("`X_sparse` must have at least one row (sample); got 0 rows.")
         y = torch.as_tensor(np.asarray(y, dtype=np.float32), device=self.device).reshape(-1)
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"`y` must have {X.shape[0]} entries; got {y.shape[0]}.")

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as F
-from .._random import local_generator
+from .._random import generator_or_global
 from .._validation import check_choice, check_int, check_real, fail
 from ._backends import make_backend
 from ._matrix import as_csr, as_vector
@@ -34,6 +34,9 @@ _LOSS_TYPES = {"mse": "absolute", "relative": "relative"}
 def _per_feature(name: str, value: Any, n: int, low: float, high: float) -> np.ndarray:
     if np.isscalar(value) and not isinstance(value, str):
         return np.full(n, check_real(name, value, low=low, high=high))
+    shape = np.shape(value)
+    if shape != (n,):  # 0.6.x's wording, which callers match
+        raise ValueError(f"`{name}` array must have shape ({n},); got shape {shape}.")
     array = as_vector(value, name, n)
     if (array < low).any() or (array > high).any():
         raise fail(name, f"values in [{low}, {high}]", f"range [{array.min()}, {array.max()}]")
@@ -68,7 +71,9 @@ class SparseCalibrationWeights(nn.Module):
     use_gates : bool, default True
         Without gates the weights are just ``exp(log_weight)`` (no sparsity).
     seed : int, optional
-        Seed of the module's own generator (jitter and gate noise); the global RNG is never used.
+        Seed of the module's own generator (jitter and gate noise). ``None`` (the default) draws
+        from torch's global generator, as 0.6.x does: ``torch.manual_seed`` then makes it
+        reproducible.
         With a seed, fits are bitwise reproducible on CPU.
 
     Examples
@@ -106,7 +111,7 @@ class SparseCalibrationWeights(nn.Module):
         self.device = torch.device(device)
         self.use_gates = bool(use_gates)
         self.seed = seed
-        self._generator = local_generator(seed, device=self.device)
+        self._generator = generator_or_global(seed, device=self.device)
         n = self.n_features
         weights = np.ones(n) if init_weights is None else _per_feature(
             "init_weights", init_weights, n, 0.0, math.inf

@@ -157,7 +157,8 @@ def _loss_coefficients(
         if not (coef > 0).any():
             raise fail("target_weights", "not all zero", "all zeros")
     if group_multipliers is not None and target_groups is None:
-        raise ValueError("`group_multipliers` requires `target_groups`; got target_groups=None.")
+        raise ValueError("`group_multipliers` requires `target_groups` (group_multipliers "
+                         "requires target_groups to be set); got target_groups=None.")
     if target_groups is None:
         return coef
     ids, codes = group_codes(target_groups, n_targets)
@@ -171,8 +172,11 @@ def _loss_coefficients(
         for key, value in group_multipliers.items():
             where = np.flatnonzero(ids == key) if np.isscalar(key) else []
             if len(where) == 0:
-                raise fail("group_multipliers", f"keyed by ids in target_groups {ids[:10].tolist()}",
-                           f"key {key!r}")
+                raise ValueError(
+                    f"`group_multipliers` must be keyed by ids in target_groups "
+                    f"{ids[:10].tolist()}; got key {key!r} (group_multipliers key {key} not "
+                    "found in target_groups)."
+                )
             factor[where[0]] = check_real(f"group_multipliers[{key!r}]", value, low=0.0)
         coef = coef * factor[codes]
     return coef
@@ -210,11 +214,8 @@ def _check_bounds(bounds: Any) -> tuple[float, float]:
 
 def _rows_with(M: sp.csr_array, mask: np.ndarray) -> np.ndarray:
     """Whether each row has a stored entry where ``mask`` (one flag per stored entry) holds."""
-    nnz_per_row = np.diff(M.indptr)
-    if len(mask) == 0:
-        return np.zeros(M.shape[0], dtype=bool)
-    starts = np.minimum(M.indptr[:-1], len(mask) - 1)
-    return np.logical_or.reduceat(mask, starts) & (nnz_per_row > 0)
+    rows = np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
+    return np.bincount(rows[mask], minlength=M.shape[0]) > 0
 
 
 def _warn_about_targets(problem: CalibrationProblem) -> None:
@@ -233,7 +234,11 @@ def _warn_about_targets(problem: CalibrationProblem) -> None:
 
 
 def _warn_about_conflicts(M: sp.csr_array, y: np.ndarray) -> None:
-    """Warn about two identical non-empty rows with different totals (a digest per row)."""
+    """Warn about two identical non-empty rows with different totals (a digest per row; stored
+    zeros do not count)."""
+    if (M.data == 0).any():
+        M = M.copy()
+        M.eliminate_zeros()
     seen: dict[bytes, int] = {}
     for i in np.flatnonzero(np.diff(M.indptr) > 0):
         lo, hi = M.indptr[i], M.indptr[i + 1]

@@ -87,8 +87,11 @@ class L0Options:
     progress : bool, default True
         A tqdm progress bar for fits longer than two seconds.
     checkpoint, checkpoint_every, resume
-        Save the gate training every ``checkpoint_every`` epochs and at its end; resume from a
-        checkpoint of the same problem and settings, bit for bit.
+        Save the gate training every ``checkpoint_every`` epochs and at its end (the folder is
+        checked before training); resume from a checkpoint of the same problem and settings, bit
+        for bit. Checkpoints hold tensors and plain containers only and are read with
+        ``weights_only=True``. A support taken from the LP vertex trains no gates (a warning
+        says so).
     """
 
     max_records: int | None = None

@@ -62,8 +62,8 @@ class GradientEngine:
         Provides ``matvec`` and ``rmatvec``.
     theta, log_alpha : Tensor
         Leaf tensors (float64, ``requires_grad=True``) updated in place; the caller owns them.
-    generator : torch.Generator
-        Source of the gate noise.
+    generator : torch.Generator or None
+        Source of the gate noise (``None``: torch's global generator).
     settings : EngineSettings
     """
 
@@ -73,7 +73,7 @@ class GradientEngine:
         backend: Any,
         theta: Tensor,
         log_alpha: Tensor,
-        generator: torch.Generator,
+        generator: torch.Generator | None,
         settings: EngineSettings,
     ) -> None:
         self.problem = problem
@@ -205,7 +205,7 @@ class GradientEngine:
             "theta": self.theta.detach().clone(),
             "log_alpha": self.log_alpha.detach().clone(),
             "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
+            "generator": None if self.generator is None else self.generator.get_state(),
             "epoch": self.epoch,
             "l0_weight": self.l0_weight,
         }
@@ -215,6 +215,7 @@ class GradientEngine:
             self.theta.copy_(state["theta"])
             self.log_alpha.copy_(state["log_alpha"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        if self.generator is not None and state["generator"] is not None:
+            self.generator.set_state(state["generator"])
         self.epoch = int(state["epoch"])
         self.l0_weight = float(state["l0_weight"])

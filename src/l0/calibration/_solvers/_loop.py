@@ -26,7 +26,19 @@ import torch
 from ...schedules import BudgetController
 from ._engine import GradientEngine
 
-__all__ = ["StoppingRule", "TrainingLoop"]
+__all__ = ["StoppingRule", "TrainingLoop", "check_checkpoint_path"]
+
+_CHECKPOINT_KEYS = {"engine", "loop", "controller", "fingerprint"}
+
+
+def check_checkpoint_path(path: str | os.PathLike) -> None:
+    """Fail before training, not after it, when a checkpoint could not be written."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(folder):
+        raise ValueError(f"`checkpoint` must be a path in an existing folder; got {str(path)!r} "
+                         f"(no folder {folder!r}).")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"`checkpoint` must be a path in a writable folder; got {str(path)!r}.")
 
 
 @dataclass(frozen=True)
@@ -164,4 +176,21 @@ class TrainingLoop:
         os.replace(tmp, path)  # never leave a half-written checkpoint behind
 
     def load(self, path: str | os.PathLike) -> None:
-        self.load_state_dict(torch.load(path, weights_only=False))
+        """Restore a checkpoint written by :meth:`save`. Only tensors and plain containers are
+        read (``weights_only=True``: a crafted file cannot run code); anything that is not a
+        checkpoint of this problem and these settings is a ``ValueError`` naming ``resume``."""
+        if not os.path.isfile(path):
+            raise ValueError(f"`resume` must be an existing checkpoint file; got {str(path)!r}.")
+        try:
+            state = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as exc:  # truncated, corrupted, foreign or unsafe pickles alike
+            raise ValueError(
+                f"`resume` must be a checkpoint written by calibrate(checkpoint=...); "
+                f"{str(path)!r} could not be read as one ({type(exc).__name__})."
+            ) from exc
+        if not isinstance(state, dict) or not _CHECKPOINT_KEYS <= set(state):
+            raise ValueError(
+                f"`resume` must be a checkpoint written by calibrate(checkpoint=...); "
+                f"{str(path)!r} holds something else."
+            )
+        self.load_state_dict(state)

@@ -42,7 +42,7 @@ from .._problem import CalibrationProblem
 from ..options import L0Options
 from ..result import CalibrationResult
 from ._engine import EngineSettings, GradientEngine
-from ._loop import StoppingRule, TrainingLoop
+from ._loop import StoppingRule, TrainingLoop, check_checkpoint_path
 from .capped_vertex import CappedVertexSearch
 from .exact import lp_vertex
 from .prune import prune_to_budget
@@ -110,6 +110,8 @@ def _train_gates(problem: CalibrationProblem, opts: L0Options,
     if k is not None:  # the budget falls from all records to k over the first ramp epochs
         controller = BudgetController(k, initial=opts.lambda_l0 or 1e-3, start=n,
                                       ramp=rule.ramp_epochs)
+    if opts.checkpoint is not None:
+        check_checkpoint_path(opts.checkpoint)
     saving = opts.checkpoint is not None or opts.resume is not None
     loop = TrainingLoop(
         engine, rule, controller=controller, n_scale=n,
@@ -327,6 +329,11 @@ def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
     else:
         ratios, info = candidate
         message = f"support from the {info['selection']}"
+        if opts.checkpoint is not None or opts.resume is not None:
+            warnings.warn(
+                f"the support came from the {info['selection']}: no gate training ran, so "
+                "`checkpoint`/`resume` were not used (pass selection='gates' to train the gates)",
+                UserWarning, stacklevel=3)
     weights = ratios * problem.design
     import pandas as pd
 
