@@ -41,7 +41,8 @@ def test_analytic_gradient_equals_autograd_of_the_0_6_loss():
     """The engine's gradient is that of sum(c (ŷ-y)^2/s^2) + λ0 E[L0] + λ2 Σ exp(log_w)^2."""
     M, y = problem(q=6, n=20)
     groups = np.array([0, 0, 1, 1, 1, 2])
-    model = SparseCalibrationWeights(20, seed=1, init_weights=np.linspace(0.5, 2, 20))
+    model = SparseCalibrationWeights(20, seed=1, init_weights=np.linspace(0.5, 2, 20),
+                                     dtype=torch.float64)
     state = model._generator.get_state()
     coef = torch.tensor([0.5, 0.5, 1 / 3 * 2.0, 1 / 3 * 2.0, 1 / 3 * 2.0, 1.0], dtype=torch.float64)
     scale = torch.tensor(np.maximum(np.abs(y), 1.0))
@@ -87,9 +88,9 @@ def test_predict_uses_the_matrix_it_is_given_not_a_stale_cache():
     model = SparseCalibrationWeights(60, seed=0).fit(M, y, epochs=5)
     M2 = M.copy()
     M2.data = M2.data[::-1].copy()  # same shape and nnz, other values
-    w = model.get_weights(deterministic=True).detach().numpy()
-    np.testing.assert_allclose(model.predict(M2).numpy(), M2 @ w)
-    np.testing.assert_allclose(model.predict(M).numpy(), M @ w)
+    w = model.get_weights(deterministic=True).detach().numpy().astype(np.float64)
+    np.testing.assert_allclose(model.predict(M2).numpy(), M2 @ w, rtol=1e-6)  # float32, as 0.6.x
+    np.testing.assert_allclose(model.predict(M).numpy(), M @ w, rtol=1e-6)
 
 
 @pytest.mark.parametrize("make", [lambda m: m.toarray(), lambda m: pd.DataFrame(m.toarray()),
@@ -190,3 +191,20 @@ def test_predict_checks_the_matrix_width():
     model = SparseCalibrationWeights(3, seed=0)
     with pytest.raises(ValueError, match="`M` must be a matrix with 3 columns"):
         model.predict(sp.csr_array(np.ones((2, 5))))
+
+
+def test_public_tensors_are_float32_like_0_6_and_float64_on_request():
+    M, y = problem()
+    model = SparseCalibrationWeights(60)
+    assert torch.allclose(torch.exp(model.log_weight), torch.ones(60))  # raised on float64
+    assert model.log_alpha.dtype == model.predict(M).dtype == torch.float32
+    precise = SparseCalibrationWeights(60, seed=0, init_keep_prob=0.9, dtype=torch.float64)
+    coarse = SparseCalibrationWeights(60, seed=0, init_keep_prob=0.9)
+    kwargs = dict(lambda_l0=1e-4, lr=0.05, epochs=300, loss_type="relative")
+    precise.fit(M, y, **kwargs)
+    coarse.fit(M, y, **kwargs)
+    assert precise.predict(M).dtype == torch.float64
+    # the fit runs in float64 either way: the float32 model differs by its start's rounding
+    torch.testing.assert_close(coarse.log_weight.double(), precise.log_weight, rtol=0, atol=1e-5)
+    with pytest.raises(TypeError, match="`dtype` must be torch.float32 or torch.float64"):
+        SparseCalibrationWeights(3, dtype=torch.int64)

@@ -121,8 +121,11 @@ def test_sparsity_stats_and_active_parameter_count():
     assert stats["fc"]["total_params"] == 12
     assert set(stats) >= {"fc", "conv", "row_gate.gates", "free_gate", "nested.0.gates"}
     assert stats["free_gate"]["total_params"] == 7
-    # fc: 12 weights open + 3 ungated biases; conv: one channel open (9 weights + bias)
-    assert get_active_parameter_count(model) == 12 + 3 + 10
+    # gated parameters only (0.6.x): fc's 12 open weights, not its 3 ungated biases; conv: one
+    # channel open (9 weights + its gated bias); plain layers never count
+    assert get_active_parameter_count(model) == 12 + 10
+    plain = nn.Sequential(model, nn.Linear(4, 4))
+    assert get_active_parameter_count(plain) == 12 + 10
 
 
 def test_penalty_tracker(tmp_path):

@@ -78,12 +78,14 @@ class _GatedLayer(nn.Module):
         return self._masks(self.gate.deterministic())
 
     @torch.no_grad()
-    def count_parameters(self) -> tuple[int, int]:
-        """``(active, total)`` weight and bias entries; active = test-time gate non-zero."""
+    def count_parameters(self, gated_only: bool = False) -> tuple[int, int]:
+        """``(active, total)`` weight and bias entries; active = test-time gate non-zero.
+
+        With ``gated_only`` an ungated bias is left out of both counts."""
         weight_mask, bias_mask = self._test_time_masks()
         active = int((weight_mask.expand_as(self.weight) != 0).sum())
         total = self.weight.numel()
-        if self.bias is not None:
+        if self.bias is not None and not (gated_only and bias_mask is None):
             total += self.bias.numel()
             if bias_mask is None:
                 active += self.bias.numel()

@@ -158,19 +158,21 @@ def get_sparsity_stats(model: nn.Module) -> dict[str, dict[str, Any]]:
 
 
 def get_active_parameter_count(model: nn.Module) -> int:
-    """Number of parameters of the L0 layers that are non-zero at test time.
+    """Number of gated parameters of the L0 layers whose test-time gate is non-zero.
 
-    A parameter counts when its test-time gate is non-zero (ungated biases always count).
-    0.6.x returned the rounded *expected* count instead; that is ``compute_l0_penalty``.
+    Only gated parameters count, as in 0.6.x: plain layers and ungated biases do not (a bias
+    counts when an output-unit or channel gate covers it). 0.6.x returned the rounded
+    *expected* count; that is ``compute_l0_penalty``.
 
     Examples
     --------
     >>> from l0 import L0Linear
     >>> get_active_parameter_count(L0Linear(3, 2, init_sparsity=0.0))
-    8
+    6
     """
     _check_model(model)
-    return sum(m.count_parameters()[0] for m in model.modules() if isinstance(m, _GatedLayer))
+    return sum(m.count_parameters(gated_only=True)[0] for m in model.modules()
+               if isinstance(m, _GatedLayer))
 
 
 class PenaltyTracker:

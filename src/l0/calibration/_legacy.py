@@ -70,6 +70,12 @@ class SparseCalibrationWeights(nn.Module):
     device : str or torch.device, default "cpu"
     use_gates : bool, default True
         Without gates the weights are just ``exp(log_weight)`` (no sparsity).
+    dtype : torch.dtype, default torch.float32
+        Dtype of the public parameters ``log_weight`` and ``log_alpha`` and of what
+        :meth:`get_weights`, :meth:`forward` and :meth:`predict` return: float32 as in 0.6.x (so
+        they compare with ``torch.ones(n)``), or ``torch.float64`` to keep the fit's full
+        precision. :meth:`fit` always computes in float64 (its Adam state too) and writes the
+        parameters back in ``dtype`` at its end.
     seed : int, optional
         Seed of the module's own generator (jitter and gate noise). ``None`` (the default) draws
         from torch's global generator, as 0.6.x does: ``torch.manual_seed`` then makes it
@@ -100,6 +106,7 @@ class SparseCalibrationWeights(nn.Module):
         device: str | torch.device = "cpu",
         use_gates: bool = True,
         seed: int | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         self.n_features = check_int("n_features", n_features, low=1)
@@ -117,14 +124,18 @@ class SparseCalibrationWeights(nn.Module):
             "init_weights", init_weights, n, 0.0, math.inf
         )
         keep = np.clip(_per_feature("init_keep_prob", init_keep_prob, n, 0.0, 1.0), 1e-6, 1 - 1e-6)
+        if dtype not in (torch.float32, torch.float64):
+            raise fail("dtype", "torch.float32 or torch.float64", dtype, TypeError)
+        self.dtype = dtype
         factory = {"dtype": torch.float64, "device": self.device}
-        self.log_weight = nn.Parameter(torch.log(torch.tensor(weights, **factory) + 1e-8))
+        log_weight = torch.log(torch.tensor(weights, **factory) + 1e-8)
         log_alpha = torch.logit(torch.tensor(keep, **factory))
         if self.log_alpha_jitter_sd > 0:
             log_alpha += self.log_alpha_jitter_sd * torch.randn(
                 n, generator=self._generator, **factory
             )
-        self.log_alpha = nn.Parameter(log_alpha)
+        self.log_weight = nn.Parameter(log_weight.to(dtype))
+        self.log_alpha = nn.Parameter(log_alpha.to(dtype))
         self._optimizer_state: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ gates and weights
@@ -161,7 +172,8 @@ class SparseCalibrationWeights(nn.Module):
         M = self._matrix(M).tocoo()
         indices = torch.from_numpy(np.vstack([M.row, M.col]).astype(np.int64))
         matrix = torch.sparse_coo_tensor(indices, torch.from_numpy(M.data), M.shape,
-                                         device=self.device, check_invariants=False)
+                                         device=self.device, dtype=self.log_weight.dtype,
+                                         check_invariants=False)
         return torch.sparse.mm(matrix, self.get_weights(deterministic).unsqueeze(1)).squeeze(1)
 
     def predict(self, M: Any) -> Tensor:
@@ -254,14 +266,15 @@ class SparseCalibrationWeights(nn.Module):
         )
         epochs = check_int("epochs", epochs, low=0)
         verbose_freq = check_int("verbose_freq", verbose_freq, low=1)
+        theta, log_alpha = self._float64_leaves()
         if self._optimizer_state is None and self.log_weight_jitter_sd > 0:
             with torch.no_grad():  # jitter once: a second fit continues the first
-                self.log_weight += self.log_weight_jitter_sd * torch.randn(
+                theta += self.log_weight_jitter_sd * torch.randn(
                     self.n_features, generator=self._generator, dtype=torch.float64,
                     device=self.device,
                 )
-        engine = GradientEngine(problem, make_backend(problem.M, self.device), self.log_weight,
-                                self.log_alpha, self._generator, settings)
+        engine = GradientEngine(problem, make_backend(problem.M, self.device), theta,
+                                log_alpha, self._generator, settings)
         if self._optimizer_state is not None:
             engine.optimizer.load_state_dict(self._optimizer_state)
         if verbose:
@@ -273,9 +286,28 @@ class SparseCalibrationWeights(nn.Module):
                     self._report(engine, epoch, loss_value, expected, settings, target_groups)
         finally:
             self._optimizer_state = engine.optimizer.state_dict()
+            with torch.no_grad():
+                for param, trained in ((self.log_weight, theta), (self.log_alpha, log_alpha)):
+                    if trained is not param:
+                        param.copy_(trained)
+            if theta is not self.log_weight:
+                self._masters = (theta.detach(), log_alpha.detach())
             self.log_weight.grad = None
             self.log_alpha.grad = None
         return self
+
+    def _float64_leaves(self) -> tuple[Tensor, Tensor]:
+        """The float64 leaves the engine trains: the parameters themselves (dtype float64), the
+        float64 values the last fit ended with (while the parameters still round to them, so a
+        second fit continues the first bit for bit), or float64 copies of the parameters."""
+        params = (self.log_weight, self.log_alpha)
+        if self.dtype == torch.float64:
+            return params
+        masters = getattr(self, "_masters", None)
+        if masters is not None and all(torch.equal(m.to(p.dtype), p.detach())
+                                       for m, p in zip(masters, params)):
+            return tuple(m.clone().requires_grad_() for m in masters)
+        return tuple(p.detach().to(torch.float64).requires_grad_() for p in params)
 
     def _print_groups(self, target_groups: Any, normalize: bool, multipliers: Any) -> None:
         if target_groups is None:
@@ -297,7 +329,7 @@ class SparseCalibrationWeights(nn.Module):
         active = weights[weights > 0]
         total = data_loss + settings.l0_weight * expected
         if settings.l2_weight:
-            total += settings.l2_weight * float(self.get_l2_penalty())
+            total += settings.l2_weight * float((engine.open_weights() ** 2).sum())
         if target_groups is not None:
             codes = np.unique(np.asarray(target_groups), return_inverse=True)[1]
             mean = float(np.mean(np.bincount(codes, errors) / np.bincount(codes)))
@@ -320,4 +352,4 @@ class SparseCalibrationWeights(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"n_features={self.n_features}, beta={self.beta:.4g}, gamma={self.gamma}, "
-                f"zeta={self.zeta}, use_gates={self.use_gates}")
+                f"zeta={self.zeta}, use_gates={self.use_gates}, dtype={self.dtype}")
