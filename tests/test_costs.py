@@ -54,3 +54,13 @@ def test_costs_leave_the_training_mode_alone_and_check_arguments():
         layer_costs("m", torch.zeros(1))
     with pytest.raises(TypeError, match="`example_input` must be a tensor"):
         layer_costs(model, [1, 2, 3])
+
+
+def test_unbatched_inputs_count_as_one_example():
+    linear = nn.Sequential(L0Linear(4, 3), nn.ReLU(), L0Linear(3, 2))
+    assert layer_costs(linear, torch.randn(4))["total"]["macs_total"] == 4 * 3 + 3 * 2
+    assert layer_costs(linear, torch.randn(7, 4))["total"]["macs_total"] == 4 * 3 + 3 * 2
+    conv = nn.Sequential(L0Conv2d(3, 4, 3, structured=True))
+    per_example = 4 * 27 * 36  # out channels x (in channels x 3 x 3) x 6 x 6 positions
+    assert layer_costs(conv, torch.randn(3, 8, 8))["total"]["macs_total"] == per_example
+    assert layer_costs(conv, torch.randn(2, 3, 8, 8))["total"]["macs_total"] == per_example

@@ -115,3 +115,29 @@ def test_export_leaves_the_model_untouched_and_returns_eval_mode():
 def test_bad_model():
     with pytest.raises(TypeError, match="`model` must be an nn.Sequential, a SparseMLP or a layer"):
         export("model")
+
+
+def test_export_refuses_gates_hidden_in_a_block_it_cannot_follow():
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = L0Linear(4, 4)
+
+        def forward(self, x):
+            return x + self.fc(x)
+
+    with pytest.raises(TypeError, match="the Residual at position 1 holds the gated module 'fc'"):
+        export(nn.Sequential(L0Linear(4, 4), Residual()))
+
+
+def test_every_unit_closed_before_a_batch_norm_still_exports_a_model_that_runs():
+    model = nn.Sequential(L0Linear(4, 6, structure="output"), nn.BatchNorm1d(6), nn.ReLU(),
+                          L0Linear(6, 2))
+    with torch.no_grad():
+        model[0].output_gates.qz_logits.fill_(-10.0)
+        model[1].running_mean.uniform_(-1, 1)
+    model.eval()
+    small = export(model)
+    x = torch.randn(5, 4)
+    assert small[0].out_features == 1  # one unit kept: a layer with none cannot run
+    assert torch.allclose(small(x), model(x), atol=1e-6)

@@ -153,7 +153,7 @@ def test_state_dict_and_torch_save_round_trip():
         (lambda: L0Linear(2, 2, structure="row"), ValueError, "`structure` must be one of"),
         (lambda: L0Linear(2, 2, init_sparsity=1.2), ValueError, "`init_sparsity` must be a float in"),
         (lambda: L0Linear(2, 2, temperature=0), ValueError, "`temperature` must be a float > 0.0"),
-        (lambda: L0Conv2d(2, 2, -1), ValueError, "`kernel_size` must be an int >= 0; got -1."),
+        (lambda: L0Conv2d(2, 2, -1), ValueError, "`kernel_size` must be an int >= 1; got -1."),
         (lambda: L0DepthwiseConv2d(0, 3), ValueError, "`in_channels` must be an int >= 1; got 0."),
         (lambda: prune_model(L0Linear(2, 2), threshold=2), ValueError, "`threshold` must be a float in"),
     ],
@@ -162,3 +162,27 @@ def test_bad_arguments(factory, error, message):
     with pytest.raises(error) as info:
         factory()
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: L0Conv2d(3, 4, 3, stride=0), "`stride` must be an int >= 1; got 0"),
+    (lambda: L0Conv2d(3, 4, 3, dilation=(1, 0)), "`dilation` must be an int >= 1; got 0"),
+    (lambda: L0Conv2d(3, 4, 0), "`kernel_size` must be an int >= 1; got 0"),
+    (lambda: L0Conv2d(3, 4, 3, padding=-1), "`padding` must be an int >= 0; got -1"),
+    (lambda: L0DepthwiseConv2d(3, kernel_size=0), "`kernel_size` must be an int >= 1; got 0"),
+    (lambda: L0DepthwiseConv2d(3, 3, stride=0), "`stride` must be an int >= 1; got 0"),
+    (lambda: L0Linear(3, 2, device="cdu"), "`device` must be a torch device"),
+    (lambda: L0Conv2d(3, 4, 3, device="cdu"), "`device` must be a torch device"),
+])
+def test_geometry_and_devices_are_checked_at_construction(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_estimators_check_their_device_at_construction():
+    from l0 import HardConcrete, SparseCalibrationWeights, SparseL0Linear
+
+    for make in (lambda: SparseCalibrationWeights(3, device="cdu"),
+                 lambda: SparseL0Linear(3, device="cdu"), lambda: HardConcrete(3, device="cdu")):
+        with pytest.raises(ValueError, match="`device` must be a torch device such as 'cpu'"):
+            make()

@@ -68,6 +68,18 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     return value
 
 
+def check_device(name: str, value: Any) -> Any:
+    """Return ``value`` as a ``torch.device`` (``None`` stays ``None``), or raise."""
+    if value is None:
+        return None
+    import torch
+
+    try:
+        return torch.device(value)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise fail(name, "a torch device such as 'cpu' or 'cuda:0'", value) from exc
+
+
 def check_hard_concrete(temperature: Any, gamma: Any, zeta: Any) -> tuple[float, float, float]:
     """Validate the Hard Concrete parameters: temperature > 0, gamma < 0, zeta > 1."""
     return (

@@ -53,7 +53,8 @@ def layer_costs(model: nn.Module, example_input: Tensor) -> dict[str, dict[str, 
     ----------
     model : torch.nn.Module
     example_input : Tensor
-        One batch the model accepts (its batch size does not matter: counts are per example).
+        One batch the model accepts (its batch size does not matter: counts are per example),
+        or one unbatched example (a vector for linear layers, C × H × W for convolutions).
 
     Returns
     -------
@@ -83,8 +84,12 @@ def layer_costs(model: nn.Module, example_input: Tensor) -> dict[str, dict[str, 
     positions: dict[str, int] = {}
 
     def record(name: str, module: nn.Module, out: Tensor) -> None:
-        # output positions per example: a linear layer's leading dims, a conv's H x W
-        positions[name] = int(out[0].numel()) // int(module.weight.shape[0])
+        # output positions per example: a linear layer's leading dims, a conv's H x W; an
+        # unbatched input (a vector into a linear layer, C x H x W into a convolution) is one
+        # example
+        unbatched = out.dim() == (3 if module.weight.dim() == 4 else 1)
+        example = out if unbatched else out[0]
+        positions[name] = int(example.numel()) // int(module.weight.shape[0])
 
     hooks = [m.register_forward_hook(lambda mod, args, out, name=name: record(name, mod, out))
              for name, m in layers.items()]

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import fail
+from .gates import HardConcrete
 from .layers import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP
 from .parametrize import remove_gates
 
@@ -80,6 +81,20 @@ def _sequence(model: nn.Module) -> list[nn.Module]:
     raise fail("model", "an nn.Sequential, a SparseMLP or a layer", model, TypeError)
 
 
+def _refuse_hidden_gates(position: int, layer: nn.Module) -> None:
+    """A gated layer nested inside another module (a residual block, say) cannot be baked or
+    shrunk by following a sequence: refuse rather than return a model that still holds gates."""
+    for name, sub in layer.named_modules():
+        if isinstance(sub, (HardConcrete, L0Linear, L0Conv2d, L0DepthwiseConv2d)):
+            where = f"{type(layer).__name__} at position {position}"
+            raise TypeError(
+                f"`model` must be a sequence of layers that export can shrink; the "
+                f"{where} holds the gated module {name or type(sub).__name__!r} "
+                f"({type(sub).__name__}) inside it. Export such blocks yourself, or bake their "
+                "gates with remove_gates / the layers' test-time weights."
+            )
+
+
 def _is_dense_layer(m: nn.Module) -> bool:
     return isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)
 
@@ -119,10 +134,12 @@ def _shrink(producer: nn.Module, between: list[nn.Module], consumer: nn.Module) 
     constant, value = _constant_outputs(producer, between)
     foldable = constant & ((value == 0) | (not padded))
     drop = unread | foldable
+    if drop.all():  # keep one unit: a layer (or a batch norm) with no units cannot run
+        drop[0] = False
     keep = ~drop
     if not drop.any():
         return
-    fold = foldable & ~unread & (value != 0)
+    fold = foldable & ~unread & (value != 0) & drop
     if fold.any():  # the constant's contribution moves into the consumer's bias
         contribution = (columns[:, fold, :].sum(dim=2) * value[fold]).sum(dim=1)
         if consumer.bias is None:
@@ -174,7 +191,8 @@ def export(model: nn.Module) -> nn.Sequential:
     Raises
     ------
     TypeError
-        If ``model`` is not a module.
+        If ``model`` is not a module, or holds gated layers inside a block that is not a plain
+        sequence (a residual block, say), naming the block.
 
     Examples
     --------
@@ -192,6 +210,8 @@ def export(model: nn.Module) -> nn.Sequential:
     True
     """
     layers = [_plain(m).eval() for m in _sequence(model)]
+    for i, layer in enumerate(layers):
+        _refuse_hidden_gates(i, layer)
     dense = [i for i, m in enumerate(layers) if _is_dense_layer(m)]
     for a, b in zip(dense, dense[1:]):
         between = layers[a + 1:b]

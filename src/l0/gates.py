@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as F
-from ._validation import check_choice, check_int, check_real
+from ._validation import check_choice, check_device, check_int, check_real
 
 __all__ = ["HardConcrete", "L0Gate"]
 
@@ -93,7 +93,9 @@ class HardConcrete(nn.Module):
         self.rule = check_choice("rule", rule, F.TEST_TIME_RULES)
         self.cost = check_real("cost", cost, low=0.0)
         self.generator = generator
-        self.qz_logits = nn.Parameter(torch.zeros(self.gate_size, device=device, dtype=dtype))
+        self.qz_logits = nn.Parameter(torch.zeros(self.gate_size,
+                                                  device=check_device("device", device),
+                                                  dtype=dtype))
         self.reset_parameters()
 
     @property

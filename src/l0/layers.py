@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as TF
 from torch import Tensor, nn
 
-from ._validation import check_choice, check_int, check_real
+from ._validation import check_choice, check_device, check_int, check_real
 from .gates import HardConcrete
 
 __all__ = ["L0Linear", "L0Conv2d", "L0DepthwiseConv2d", "SparseMLP", "prune_model"]
@@ -22,10 +22,12 @@ __all__ = ["L0Linear", "L0Conv2d", "L0DepthwiseConv2d", "SparseMLP", "prune_mode
 LINEAR_STRUCTURES = ("weight", "input", "output")
 
 
-def _pair(name: str, value: int | tuple[int, int]) -> tuple[int, int]:
+def _pair(name: str, value: int | tuple[int, int], low: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints, each >= ``low`` (1 for sizes, strides and dilations, 0 for
+    padding): geometry is checked here, not by the convolution kernel at forward."""
     if isinstance(value, tuple) and len(value) == 2:
-        return (check_int(name, value[0], low=0), check_int(name, value[1], low=0))
-    v = check_int(name, value, low=0)
+        return (check_int(name, value[0], low=low), check_int(name, value[1], low=low))
+    v = check_int(name, value, low=low)
     return (v, v)
 
 
@@ -157,7 +159,7 @@ class L0Linear(_GatedLayer):
         self.out_features = check_int("out_features", out_features, low=1)
         self.structure = check_choice("structure", structure, LINEAR_STRUCTURES)
         self.use_l2 = bool(use_l2)
-        factory = {"device": device, "dtype": dtype}
+        factory = {"device": check_device("device", device), "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
         self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
         shape, cost = {
@@ -249,11 +251,11 @@ class L0Conv2d(_GatedLayer):
         self.out_channels = check_int("out_channels", out_channels, low=1)
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.stride = _pair("stride", stride)
-        self.padding = _pair("padding", padding)
+        self.padding = _pair("padding", padding, low=0)
         self.dilation = _pair("dilation", dilation)
         self.structured = bool(structured)
         self.use_l2 = bool(use_l2)
-        factory = {"device": device, "dtype": dtype}
+        factory = {"device": check_device("device", device), "dtype": dtype}
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels, *self.kernel_size, **factory)
         )
@@ -329,9 +331,9 @@ class L0DepthwiseConv2d(_GatedLayer):
         self.in_channels = check_int("in_channels", in_channels, low=1)
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.stride = _pair("stride", stride)
-        self.padding = _pair("padding", padding)
+        self.padding = _pair("padding", padding, low=0)
         self.use_l2 = False
-        factory = {"device": device, "dtype": dtype}
+        factory = {"device": check_device("device", device), "dtype": dtype}
         self.depthwise_conv = nn.Conv2d(
             in_channels, in_channels, self.kernel_size, self.stride, self.padding,
             groups=in_channels, bias=bias, **factory,

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from . import functional as F
 from ._random import generator_or_global
-from ._validation import check_hard_concrete, check_int, check_real
+from ._validation import check_device, check_hard_concrete, check_int, check_real
 
 __all__ = ["SparseL0Linear"]
 
@@ -97,7 +97,7 @@ class SparseL0Linear(nn.Module):
         p = check_real("init_keep_prob", init_keep_prob, low=0.0, high=1.0, low_open=True,
                        high_open=True)
         self.fit_intercept = bool(fit_intercept)
-        self.device = torch.device(device)
+        self.device = check_device("device", device)
         self.seed = seed
         self._generator = generator_or_global(seed, device=self.device)
         self.weight = nn.Parameter(torch.zeros(self.n_features, device=self.device))

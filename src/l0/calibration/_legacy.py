@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .. import functional as F
 from .._random import generator_or_global
-from .._validation import check_choice, check_int, check_real, fail
+from .._validation import check_choice, check_device, check_int, check_real, fail
 from ._backends import make_backend
 from ._matrix import as_csr, as_vector
 from ._problem import build_problem
@@ -115,7 +115,7 @@ class SparseCalibrationWeights(nn.Module):
         self.zeta = check_real("zeta", zeta, low=1.0, low_open=True)
         self.log_weight_jitter_sd = check_real("log_weight_jitter_sd", log_weight_jitter_sd, low=0.0)
         self.log_alpha_jitter_sd = check_real("log_alpha_jitter_sd", log_alpha_jitter_sd, low=0.0)
-        self.device = torch.device(device)
+        self.device = check_device("device", device)
         self.use_gates = bool(use_gates)
         self.seed = seed
         self._generator = generator_or_global(seed, device=self.device)

@@ -25,9 +25,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from .._validation import check_choice, check_int, check_real, fail
+from .._validation import check_choice, check_device, check_int, check_real, fail
 from ._backends import BACKENDS
 
 __all__ = ["L0Options", "ExactOptions", "ClassicalOptions", "options_for", "OPTION_TYPES",
@@ -139,10 +137,7 @@ class L0Options:
         _set(self, "refit_iter", check_int("refit_iter", self.refit_iter, low=1))
         if self.seed is not None:
             _set(self, "seed", check_int("seed", self.seed, low=0))
-        try:
-            _set(self, "device", torch.device(self.device))
-        except (RuntimeError, TypeError) as exc:
-            raise fail("device", "a torch device such as 'cpu' or 'cuda:0'", self.device) from exc
+        _set(self, "device", check_device("device", self.device))
         check_choice("backend", self.backend, BACKENDS)
         _set(self, "progress", _check_bool("progress", self.progress))
         if self.checkpoint_every is not None:
