@@ -184,3 +184,11 @@ def test_loss_max_below_every_exact_support_is_the_minimax_of_its_support():
     oracle = linprog(np.r_[np.zeros(m), 1.0], A_ub=np.block([[A, -ones], [-A, -ones]]),
                      b_ub=np.r_[y / s, -y / s], bounds=(0, None), method="highs")
     assert result.max_error == pytest.approx(oracle.fun, rel=1e-7, abs=1e-10)
+
+
+@pytest.mark.parametrize("y", [[1.0, 1e12], [1e200, 1e300], [1.0, 1e300], [1e160] * 3])
+def test_totals_up_to_1e300_start_in_reach_and_are_met_without_overflow(y):
+    # pytest turns RuntimeWarnings (overflow, invalid) into errors: none may occur
+    result = calibrate(np.eye(len(y)), y, progress=False)
+    assert result.status == "exact" and result.max_error <= 1e-12
+    assert np.isfinite(result.weights).all()

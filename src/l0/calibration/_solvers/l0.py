@@ -58,24 +58,33 @@ _PRUNE_ITER = 300  # L-BFGS-B iterations of each intermediate refit of the desce
 def starting_log_ratios(problem: CalibrationProblem) -> np.ndarray:
     """``log(w/d)`` to start each record from: the weighted mean of the log-ratios
     ``log(y_i / (M d)_i)`` of the targets it contributes to (weights: the target's loss weight
-    times the record's squared scaled contribution), then one common factor fit in closed form,
-    clipped into the bounds. Records of no positive target start from the common factor."""
+    times the record's squared contribution in relative units), then one common factor fit in
+    closed form, clipped into the bounds. Records of no positive target start from the common
+    factor. Every product is formed in relative units, so totals up to 1e300 start in reach."""
     M, d, y = problem.M, problem.design, problem.y
+    A, b = problem.scaled()  # rows in relative units: no square below overflows, even at 1e300
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         estimate = M @ d
         usable = (estimate > 0) & (y > 0)
         log_ratio = np.where(usable, np.log(np.where(usable, y / estimate, 1.0)), 0.0)
-        positive = M.copy()
-        positive.data = np.where(positive.data > 0, positive.data, 0.0) ** 2
-        row_weight = np.where(usable, problem.coef / problem.scale**2, 0.0)
-        weight = positive.T @ row_weight
-        theta = np.where(weight > 0, (positive.T @ (row_weight * log_ratio)) / weight, 0.0)
+        # entry weights c_i (A_ij)^2 in log space, scaled per record by its largest: the mean
+        # over a record's targets is unchanged and (1e-300)^2 no longer underflows to 0
+        coo = A.tocoo()
+        rows, cols = coo.row, coo.col
+        keep = (coo.data > 0) & usable[rows] & (problem.coef[rows] > 0)
+        rows, cols = rows[keep], cols[keep]
+        log_w = np.log(problem.coef[rows]) + 2.0 * np.log(coo.data[keep])
+        top = np.full(problem.n_records, -np.inf)
+        np.maximum.at(top, cols, log_w)
+        w = np.exp(log_w - top[cols])
+        weight = np.bincount(cols, w, minlength=problem.n_records)
+        total = np.bincount(cols, w * log_ratio[rows], minlength=problem.n_records)
+        theta = np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), 0.0)
         theta = np.nan_to_num(theta, nan=0.0, posinf=0.0, neginf=0.0)
-        start = d * np.exp(np.clip(theta, -700.0, 700.0))
-        est = M @ start
-        a = problem.coef * est / problem.scale**2
-        denominator = float(a @ est)
-        factor = float(a @ y) / denominator if denominator > 0 else 1.0
+        scaled_estimate = A @ (d * np.exp(np.clip(theta, -700.0, 700.0)))
+        a = problem.coef * scaled_estimate
+        denominator = float(a @ scaled_estimate)
+        factor = float(a @ b) / denominator if denominator > 0 else 1.0
     if not np.isfinite(factor) or factor <= 0:
         factor = 1.0
     theta = theta + np.log(factor)

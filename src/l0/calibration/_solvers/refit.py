@@ -25,6 +25,7 @@ loss finishes what the first could not meet.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -116,9 +117,11 @@ def polish(
         )
 
     true_objective = objective
-    squared = problem.M[:, support]
+    # squared norms of the scaled rows, formed entry by entry (1e300 totals do not overflow)
+    squared = sp.csr_array(sp.diags_array(1.0 / problem.scale) @ problem.M[:, support]
+                           @ sp.diags_array(design * unit_x))
     squared.data = squared.data**2
-    norms = (squared @ (design * unit_x) ** 2) / problem.scale**2
+    norms = squared @ np.ones(len(support))
     coef = np.where(norms > 0, problem.coef / np.where(norms > 0, norms, 1.0), 0.0)
     u = np.ones(len(x0)) if (x0 > 0).all() else x0 / unit_x
     if coef.sum() > 0:
@@ -231,22 +234,29 @@ def refit_on_support(
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Minimum-distance ratios on ``support`` meeting every target exactly within the bounds.
 
-    The reference weight of a kept record is its design weight scaled up so that the support
-    weighs what all records do (``d Σd/Σ_S d``, the weight of a sub-sample). Returns the ratios
-    of every record and the multipliers, or ``(None, None)`` when the support cannot meet the
-    targets within the bounds.
+    The reference weight of a kept record is its design weight times one common level: the
+    factor that best scales the support's design weights to the totals (in closed form), or,
+    failing that, ``Σd/Σ_S d`` (the weight of a sub-sample; the two agree when the design
+    weights are consistent with the totals). Returns the ratios of every record and the
+    multipliers, or ``(None, None)`` when the support cannot meet the targets within the bounds.
     """
     if len(support) == 0:
         return None, None
     A, b = problem.scaled()
     design = problem.design[support]
-    scale = problem.design.sum() / design.sum()
+    sub = sp.csr_array(A[:, support])
+    estimate = sub @ design
+    with np.errstate(over="ignore", invalid="ignore"):
+        numerator = float((problem.coef * estimate) @ b)
+        denominator = float((problem.coef * estimate) @ estimate)
+    scale = numerator / denominator if denominator > 0 else math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        scale = problem.design.sum() / design.sum()
     anchor = design * scale
     low, high = problem.bounds
     g_low = np.full(len(support), low / scale)
     g_high = np.full(len(support), high / scale)
-    g, lam, report = solve_distance(sp.csr_array(A[:, support]), b, anchor, g_low, g_high,
-                                    distance)
+    g, lam, report = solve_distance(sub, b, anchor, g_low, g_high, distance)
     if not report.converged:
         return None, None
     ratios = np.zeros(problem.n_records)
