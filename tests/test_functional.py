@@ -173,3 +173,27 @@ def test_sampler_gradient_is_zero_beyond_the_logit_clamp_and_values_match_the_no
     out = F.sample_hard_concrete(mixed, torch.tensor([0.2, 0.5, 0.8]), 0.5)
     out.sum().backward()
     assert out.dtype == torch.float64 and mixed.grad.dtype == torch.float64
+
+
+@pytest.mark.parametrize("rule", ["median", "paper"])
+def test_one_definition_of_an_open_gate_agrees_with_every_count(rule):
+    from l0 import HardConcrete, SparseL0Linear
+
+    t = F.open_threshold(0.4, rule=rule)
+    # logits straddling the threshold by a few ulps, plus ordinary ones
+    la = torch.cat([t + torch.linspace(-1e-12, 1e-12, 41, dtype=torch.float64),
+                    torch.linspace(-8, 8, 101, dtype=torch.float64)])
+    open_ = F.is_open(la, 0.4, rule=rule)
+    assert torch.equal(F.deterministic_gate(la, 0.4, rule=rule) != 0, open_)
+    gate = HardConcrete(len(la), temperature=0.4, rule=rule, dtype=torch.float64)
+    with torch.no_grad():
+        gate.qz_logits.copy_(la)
+    assert gate.get_num_active() == int(open_.sum()) == int((gate.eval()() != 0).sum())
+    if rule == "median":
+        far = (la - t).abs() > 1e-9  # away from ties P(z != 0) > 1/2 is the same set
+        assert torch.equal(open_[far], (F.prob_nonzero(la, 0.4) > 0.5)[far])
+        model = SparseL0Linear(len(la), beta=0.4)
+        with torch.no_grad():
+            model.log_alpha.copy_(la.float())
+        expected = 1.0 - float(F.is_open(model.log_alpha, 0.4).double().mean())
+        assert model.get_sparsity() == pytest.approx(expected)

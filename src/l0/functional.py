@@ -44,6 +44,8 @@ __all__ = [
     "sample_gradient",
     "sample_with_gradient",
     "median_open_threshold",
+    "open_threshold",
+    "is_open",
     "prob_nonzero",
     "prob_one",
     "hard_concrete_cdf",
@@ -260,9 +262,42 @@ def median_open_threshold(temperature: float, low: float = GAMMA, high: float = 
     >>> (deterministic_gate(la, 2 / 3) > 0).tolist()
     [False, True]
     """
+    return open_threshold(temperature, low, high, "median")
+
+
+def open_threshold(temperature: float, low: float = GAMMA, high: float = ZETA,
+                   rule: str = "median") -> float:
+    """The logit above which the test-time gate of ``rule`` is non-zero (for ``"paper"`` the
+    temperature drops out: the threshold is that of temperature 1).
+
+    Examples
+    --------
+    >>> round(open_threshold(0.5), 4), round(open_threshold(0.5, rule="paper"), 4)
+    (-1.1989, -2.3979)
+    """
     temperature, low, high = check_hard_concrete(temperature, low, high)
+    check_choice("rule", rule, TEST_TIME_RULES)
     q = -low / (high - low)
-    return temperature * math.log(q / (1.0 - q))
+    return (temperature if rule == "median" else 1.0) * math.log(q / (1.0 - q))
+
+
+def is_open(log_alpha: Tensor, temperature: float, low: float = GAMMA, high: float = ZETA,
+            rule: str = "median") -> Tensor:
+    """**The** definition of an open gate at test time: its test-time gate is non-zero, i.e. its
+    (clamped) logit lies above :func:`open_threshold`. Every count of open gates in the package
+    uses it, and :func:`deterministic_gate` is exactly 0 wherever it is False.
+
+    For the median rule this is :math:`P(z \ne 0) > 1/2`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> round(open_threshold(2 / 3), 4)
+    -1.5986
+    >>> is_open(torch.tensor([-2.0, -1.5, 1.0]), 2 / 3).tolist()
+    [False, True, True]
+    """
+    return _clamp(log_alpha) > open_threshold(temperature, low, high, rule)
 
 
 def prob_nonzero(
@@ -455,7 +490,9 @@ def deterministic_gate(
     temperature, low, high = check_hard_concrete(temperature, low, high)
     check_choice("rule", rule, TEST_TIME_RULES)
     scale = temperature if rule == "median" else 1.0
-    return (torch.sigmoid(_clamp(log_alpha) / scale) * (high - low) + low).clamp(0.0, 1.0)
+    gate = (torch.sigmoid(_clamp(log_alpha) / scale) * (high - low) + low).clamp(0.0, 1.0)
+    # exactly 0 wherever the one open-gate test says closed (rounding cannot disagree with it)
+    return gate.masked_fill(~is_open(log_alpha, temperature, low, high, rule), 0.0)
 
 
 def log_alpha_for_prob_nonzero(

@@ -172,8 +172,9 @@ class HardConcrete(nn.Module):
 
     @torch.no_grad()
     def get_num_active(self) -> int:
-        """Number of gates with ``P(z != 0) > 1/2``: exactly those the median rule leaves open."""
-        return int((self.get_active_prob() > 0.5).sum())
+        """Number of gates open at test time (:func:`l0.functional.is_open` under ``rule``)."""
+        return int(F.is_open(self.qz_logits, self.temperature, self.gamma, self.zeta,
+                             self.rule).sum())
 
     def extra_repr(self) -> str:
         return (

@@ -128,9 +128,13 @@ class SparseL0Linear(nn.Module):
         return F.prob_nonzero(self.log_alpha, self.beta, self.gamma, self.zeta).sum()
 
     def get_sparsity(self) -> float:
-        """Fraction of coefficients whose test-time gate is below 0.01."""
+        """Fraction of coefficients whose gate is closed at test time
+        (:func:`l0.functional.is_open`)."""
         with torch.no_grad():
-            return float((self.get_deterministic_gates() < 0.01).float().mean())
+            return 1.0 - float(self._open().double().mean())
+
+    def _open(self) -> Tensor:
+        return F.is_open(self.log_alpha.detach(), self.beta, self.gamma, self.zeta)
 
     def get_selected_features(self, threshold: float = 0.01) -> Tensor:
         """Indices of coefficients whose test-time gate exceeds ``threshold``."""
@@ -185,7 +189,7 @@ class SparseL0Linear(nn.Module):
             loss.backward()
             optimizer.step()
             if verbose and (epoch + 1) % verbose_freq == 0:
-                active = int((self.get_deterministic_gates() > 0.01).sum())
+                active = int(self._open().sum())
                 print(f"Epoch {epoch + 1:4d}: loss={loss.item():.4f}, mse={mse.item():.4f}, "
                       f"l0={l0.item():.2f}, active={active}")
         return self
