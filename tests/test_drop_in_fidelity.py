@@ -94,3 +94,24 @@ def test_0_6_shape_phrase_is_kept_for_per_record_arrays(name):
 
     with pytest.raises(ValueError, match=rf"`{name}` array must have shape \(30,\)"):
         SparseCalibrationWeights(30, **{name: np.full(29, 0.5)})
+
+
+@pytest.mark.parametrize("make", [lambda: __import__("l0").SparseCalibrationWeights(30, seed=0),
+                                  lambda: __import__("l0").SparseL0Linear(30, seed=0)])
+def test_the_estimators_gates_are_the_package_gate_module_seen_by_model_wide_tools(make):
+    from l0 import HardConcrete, compute_l0_penalty, get_sparsity_stats, update_temperatures
+
+    model = make()
+    assert isinstance(model.gates, HardConcrete)
+    assert model.log_alpha is model.gates.qz_logits  # the 0.6.x name, the same Parameter
+    assert float(compute_l0_penalty(model)) == pytest.approx(float(model.get_l0_penalty()))
+    update_temperatures(model, 0.3)
+    assert model.beta == 0.3 and "gates" in get_sparsity_stats(model)
+    # 0.6.x state-dict keys, both ways
+    state = model.state_dict()
+    assert "log_alpha" in state and "gates.qz_logits" not in state
+    other = make()
+    with torch.no_grad():
+        other.log_alpha.fill_(1.5)
+    other.load_state_dict(state)
+    assert torch.equal(other.log_alpha, model.log_alpha)

@@ -50,6 +50,8 @@ class HardConcrete(nn.Module):
         Source of the sampling noise; ``None`` uses torch's default generator.
     device, dtype : optional
         Factory arguments for the logits.
+    gamma, zeta : float, optional
+        An asymmetric stretch interval (``gamma < 0``, ``zeta > 1``) in place of ``stretch``.
 
     Raises
     ------
@@ -78,6 +80,8 @@ class HardConcrete(nn.Module):
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        gamma: float | None = None,
+        zeta: float | None = None,
     ) -> None:
         super().__init__()
         check_int("input_dim", input_dim, low=1)
@@ -86,8 +90,11 @@ class HardConcrete(nn.Module):
         else:
             self.gate_size = (int(input_dim), check_int("output_dim", output_dim, low=1))
         self.stretch = check_real("stretch", stretch, low=0.0, low_open=True)
-        self.gamma = -self.stretch
-        self.zeta = 1.0 + self.stretch
+        # an asymmetric interval (gamma, zeta), as the 0.6.x estimators allow, overrides stretch
+        self.gamma = -self.stretch if gamma is None else check_real("gamma", gamma, high=0.0,
+                                                                     high_open=True)
+        self.zeta = 1.0 + self.stretch if zeta is None else check_real("zeta", zeta, low=1.0,
+                                                                        low_open=True)
         self.temperature = temperature
         self.init_mean = _check_init_mean(init_mean)
         self.rule = check_choice("rule", rule, F.TEST_TIME_RULES)

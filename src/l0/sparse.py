@@ -12,7 +12,9 @@ from torch import Tensor, nn
 
 from . import functional as F
 from ._random import generator_or_global
+from ._state_keys import LegacyGateNames, keep_log_alpha_key
 from ._validation import check_device, check_hard_concrete, check_int, check_real
+from .gates import HardConcrete
 
 __all__ = ["SparseL0Linear"]
 
@@ -48,7 +50,7 @@ def _to_torch_matrix(X: Any, n_features: int, device: torch.device) -> Tensor:
     return out
 
 
-class SparseL0Linear(nn.Module):
+class SparseL0Linear(LegacyGateNames, nn.Module):
     """Linear regression with one Hard Concrete gate per coefficient, for sparse design matrices.
 
     Parameters
@@ -93,7 +95,7 @@ class SparseL0Linear(nn.Module):
     ) -> None:
         super().__init__()
         self.n_features = check_int("n_features", n_features, low=1)
-        self.beta, self.gamma, self.zeta = check_hard_concrete(beta, gamma, zeta)
+        beta, gamma, zeta = check_hard_concrete(beta, gamma, zeta)
         p = check_real("init_keep_prob", init_keep_prob, low=0.0, high=1.0, low_open=True,
                        high_open=True)
         self.fit_intercept = bool(fit_intercept)
@@ -103,7 +105,13 @@ class SparseL0Linear(nn.Module):
         self.weight = nn.Parameter(torch.zeros(self.n_features, device=self.device))
         self.bias = nn.Parameter(torch.zeros(1, device=self.device)) if fit_intercept else None
         jitter = torch.randn(self.n_features, generator=self._generator, device=self.device)
-        self.log_alpha = nn.Parameter(float(np.log(p / (1 - p))) + 0.01 * jitter)
+        # the package's gate module, so model-wide tools see these gates; 0.6.x names kept
+        self.gates = HardConcrete(self.n_features, temperature=beta, init_mean=None,
+                                  gamma=gamma, zeta=zeta, generator=self._generator,
+                                  device=self.device)
+        with torch.no_grad():
+            self.gates.qz_logits.copy_(float(np.log(p / (1 - p))) + 0.01 * jitter)
+        keep_log_alpha_key(self)
 
     def _sample_gates(self) -> Tensor:
         noise = F.uniform_noise(self.log_alpha.shape, generator=self._generator,

@@ -20,7 +20,9 @@ from torch import Tensor, nn
 
 from .. import functional as F
 from .._random import generator_or_global
+from .._state_keys import LegacyGateNames, keep_log_alpha_key
 from .._validation import check_choice, check_device, check_int, check_real, fail
+from ..gates import HardConcrete
 from ._backends import make_backend
 from ._matrix import as_csr, as_vector
 from ._problem import build_problem
@@ -43,7 +45,7 @@ def _per_feature(name: str, value: Any, n: int, low: float, high: float) -> np.n
     return array
 
 
-class SparseCalibrationWeights(nn.Module):
+class SparseCalibrationWeights(LegacyGateNames, nn.Module):
     """L0-regularised non-negative calibration weights (the l0-python 0.6.x estimator).
 
     Each record has a weight ``exp(log_weight) * z`` with a Hard Concrete gate ``z``; :meth:`fit`
@@ -110,9 +112,9 @@ class SparseCalibrationWeights(nn.Module):
     ) -> None:
         super().__init__()
         self.n_features = check_int("n_features", n_features, low=1)
-        self.beta = check_real("beta", beta, low=0.0, low_open=True)
-        self.gamma = check_real("gamma", gamma, high=0.0, high_open=True)
-        self.zeta = check_real("zeta", zeta, low=1.0, low_open=True)
+        beta = check_real("beta", beta, low=0.0, low_open=True)
+        gamma = check_real("gamma", gamma, high=0.0, high_open=True)
+        zeta = check_real("zeta", zeta, low=1.0, low_open=True)
         self.log_weight_jitter_sd = check_real("log_weight_jitter_sd", log_weight_jitter_sd, low=0.0)
         self.log_alpha_jitter_sd = check_real("log_alpha_jitter_sd", log_alpha_jitter_sd, low=0.0)
         self.device = check_device("device", device)
@@ -135,7 +137,12 @@ class SparseCalibrationWeights(nn.Module):
                 n, generator=self._generator, **factory
             )
         self.log_weight = nn.Parameter(log_weight.to(dtype))
-        self.log_alpha = nn.Parameter(log_alpha.to(dtype))
+        # the package's gate module, so model-wide tools see these gates; 0.6.x names kept
+        self.gates = HardConcrete(n, temperature=beta, init_mean=None, gamma=gamma, zeta=zeta,
+                                  generator=self._generator, device=self.device, dtype=dtype)
+        with torch.no_grad():
+            self.gates.qz_logits.copy_(log_alpha)
+        keep_log_alpha_key(self)
         self._optimizer_state: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ gates and weights
