@@ -20,7 +20,7 @@ test: $(STAMP) lint
 	$(PY) -m pytest src tests --cov=l0 --cov-report=term:skip-covered
 
 demo: $(STAMP)
-	$(PY) -m l0 demo
+	$(VENV)/bin/l0 demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/gates_speed.py

@@ -136,7 +136,8 @@ def test_readme_has_the_two_command_quick_start():
 
 
 @pytest.mark.parametrize("index", range(len(_python_blocks())))
-def test_readme_snippets_run_as_written(index, capsys):
+def test_readme_snippets_run_as_written(index, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # files the snippets write land here, not in the checkout
     namespace: dict = {}
     for block in _python_blocks()[: index + 1]:  # later snippets build on earlier ones
         exec(compile(block, f"README.md[{index}]", "exec"), namespace)

@@ -5,6 +5,8 @@
   ``"logit"`` (classical calibration); one :class:`CalibrationResult` with diagnostics.
 * :func:`frontier` — budgets → a table of records kept, errors and effective sample size.
 * :class:`SparseCalibrationWeights` — the l0-python 0.6.x estimator, drop-in, on the same engine.
+* :class:`SparseCalibrator` — calibration as a scikit-learn estimator (``X``: targets × records),
+  importable once scikit-learn is installed.
 """
 
 from ._calibrate import METHODS, calibrate
@@ -14,6 +16,15 @@ from ._solvers._engine import DivergenceError
 from .frontier import frontier
 from .options import ClassicalOptions, ExactOptions, L0Options
 from .result import STATUSES, CalibrationResult
+
+
+def __getattr__(name: str):  # noqa: ANN202 - scikit-learn is optional: import on first use
+    if name == "SparseCalibrator":
+        from .estimator import SparseCalibrator
+
+        return SparseCalibrator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "calibrate",

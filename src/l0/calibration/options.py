@@ -82,8 +82,10 @@ class L0Options:
         Seed of the gate noise (a local generator; the global RNG is never used or changed).
     device : str or torch.device, default "cpu"
     backend : {"auto", "scipy", "torch"}, default "auto"
-    progress : bool, default True
-        A tqdm progress bar for fits longer than two seconds.
+    progress : bool or None, default None
+        ``None``: a tqdm bar (for fits longer than two seconds) when stderr is a terminal, else
+        a few plain lines on the ``"l0"`` logger (INFO); ``True`` always the bar; ``False``
+        nothing.
     checkpoint, checkpoint_every, resume
         Save the gate training every ``checkpoint_every`` epochs and at its end (the folder is
         checked before training); resume from a checkpoint of the same problem and settings, bit
@@ -110,7 +112,7 @@ class L0Options:
     seed: int | None = 0
     device: Any = "cpu"
     backend: str = "auto"
-    progress: bool = True
+    progress: bool | None = None
     checkpoint: str | os.PathLike | None = None
     checkpoint_every: int | None = None
     resume: str | os.PathLike | None = None
@@ -139,7 +141,8 @@ class L0Options:
             _set(self, "seed", check_int("seed", self.seed, low=0))
         _set(self, "device", check_device("device", self.device))
         check_choice("backend", self.backend, BACKENDS)
-        _set(self, "progress", _check_bool("progress", self.progress))
+        if self.progress is not None:
+            _set(self, "progress", _check_bool("progress", self.progress))
         if self.checkpoint_every is not None:
             _set(self, "checkpoint_every", check_int("checkpoint_every", self.checkpoint_every,
                                                      low=1))

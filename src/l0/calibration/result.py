@@ -266,6 +266,20 @@ class CalibrationResult:
             "info": self.info,
         })
 
+    def plot(self, *, title: str | None = None) -> Any:
+        """Relative error of every target, the kept records' ``w/d`` and the training history
+        (matplotlib; see :func:`l0.calibration.plots.plot_result`). Returns the Figure."""
+        from .plots import plot_result
+
+        return plot_result(self, title=title)
+
+    def report(self, path: Any, *, title: str = "l0 calibration") -> str:
+        """Write a self-contained HTML report (summary, diagnostics, pictures, worst targets);
+        returns its absolute path (see :func:`l0.calibration.report.write_report`)."""
+        from .report import write_report
+
+        return write_report(self, path, title=title)
+
     def __repr__(self) -> str:
         return (
             f"CalibrationResult(method={self.method!r}, status={self.status!r}, "

@@ -16,8 +16,10 @@ bit the uninterrupted one.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,6 +31,15 @@ from ._engine import GradientEngine
 __all__ = ["StoppingRule", "TrainingLoop", "check_checkpoint_path"]
 
 _CHECKPOINT_KEYS = {"engine", "loop", "controller", "fingerprint"}
+_LOG = logging.getLogger("l0")
+
+
+def _is_terminal() -> bool:
+    """Whether a person watches: stderr is a terminal (a CI log or a file is not)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
 
 
 def check_checkpoint_path(path: str | os.PathLike) -> None:
@@ -88,13 +99,24 @@ class TrainingLoop:
         self,
         epochs: int | None = None,
         *,
-        progress: bool = False,
+        progress: bool | None = False,
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int | None = None,
     ) -> None:
-        """Train until the stopping rule fires, or for ``epochs`` more epochs if given."""
+        """Train until the stopping rule fires, or for ``epochs`` more epochs if given.
+
+        ``progress``: True shows a tqdm bar, False nothing, None a bar only when stderr is a
+        terminal and otherwise a few plain lines on the ``"l0"`` logger (INFO): a quarter of
+        the way, half, three quarters, and the end.
+        """
         engine, rule, st = self.engine, self.rule, self.state
         stop_at = rule.max_epochs if epochs is None else engine.epoch + epochs
+        if progress is None:
+            progress = _is_terminal()
+            self._log_every = None if progress else max(1, (stop_at - engine.epoch) // 4)
+        else:
+            self._log_every = None
+        start_epoch = engine.epoch
         bar = None
         if progress and stop_at > engine.epoch:
             from tqdm.auto import tqdm
@@ -120,9 +142,19 @@ class TrainingLoop:
                         break
                 if checkpoint is not None and checkpoint_every and engine.epoch % checkpoint_every == 0:
                     self.save(checkpoint)
+                if self._log_every and (engine.epoch - start_epoch) % self._log_every == 0 \
+                        and st.history:
+                    self._log_line(stop_at)
         finally:
             if bar is not None:
                 bar.close()
+            if self._log_every and st.history:
+                _LOG.info("l0 gate training stopped at epoch %d: %s", engine.epoch, st.reason)
+
+    def _log_line(self, stop_at: int) -> None:
+        row = self.state.history[-1]
+        _LOG.info("l0 gate training: epoch %d of at most %d, max error %.3g, %d records open",
+                  self.engine.epoch, stop_at, row["max_error"], row["n_open"])
 
     def _evaluate(self, bar: Any) -> bool:
         engine, rule, st = self.engine, self.rule, self.state
