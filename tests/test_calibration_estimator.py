@@ -9,6 +9,7 @@ from l0.calibration.estimator import SparseCalibrator
 from l0.datasets import load_api_targets
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # random targets: some unreachable
 @parametrize_with_checks([SparseCalibrator(), SparseCalibrator(method="exact")])
 def test_scikit_learn_checks(estimator, check):
     check(estimator)

@@ -135,9 +135,17 @@ def test_readme_has_the_two_command_quick_start():
     assert "make demo" in text and "make test" in text
 
 
+_README_RUN: dict = {"namespace": {}, "done": 0}
+
+
 @pytest.mark.parametrize("index", range(len(_python_blocks())))
-def test_readme_snippets_run_as_written(index, capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # files the snippets write land here, not in the checkout
-    namespace: dict = {}
-    for block in _python_blocks()[: index + 1]:  # later snippets build on earlier ones
-        exec(compile(block, f"README.md[{index}]", "exec"), namespace)
+def test_readme_snippets_run_as_written(index, capsys, tmp_path_factory, monkeypatch):
+    """The snippets run in order in one namespace (later ones build on earlier ones), each
+    block once for the whole suite; block ``index`` must run without an error."""
+    monkeypatch.chdir(tmp_path_factory.getbasetemp())  # files the snippets write land here
+    blocks = _python_blocks()
+    run = _README_RUN
+    while run["done"] <= index:
+        i = run["done"]
+        run["done"] += 1
+        exec(compile(blocks[i], f"README.md[{i}]", "exec"), run["namespace"])
