@@ -277,6 +277,10 @@ def open_threshold(temperature: float, low: float = GAMMA, high: float = ZETA,
     """
     temperature, low, high = check_hard_concrete(temperature, low, high)
     check_choice("rule", rule, TEST_TIME_RULES)
+    return _open_threshold(temperature, low, high, rule)
+
+
+def _open_threshold(temperature: float, low: float, high: float, rule: str) -> float:
     q = -low / (high - low)
     return (temperature if rule == "median" else 1.0) * math.log(q / (1.0 - q))
 
@@ -490,9 +494,10 @@ def deterministic_gate(
     temperature, low, high = check_hard_concrete(temperature, low, high)
     check_choice("rule", rule, TEST_TIME_RULES)
     scale = temperature if rule == "median" else 1.0
-    gate = (torch.sigmoid(_clamp(log_alpha) / scale) * (high - low) + low).clamp(0.0, 1.0)
-    # exactly 0 wherever the one open-gate test says closed (rounding cannot disagree with it)
-    return gate.masked_fill(~is_open(log_alpha, temperature, low, high, rule), 0.0)
+    clamped = _clamp(log_alpha)
+    gate = (torch.sigmoid(clamped / scale) * (high - low) + low).clamp(0.0, 1.0)
+    # exactly 0 wherever the one open-gate test (is_open) says closed: rounding cannot disagree
+    return gate.masked_fill(clamped <= _open_threshold(temperature, low, high, rule), 0.0)
 
 
 def log_alpha_for_prob_nonzero(

@@ -252,6 +252,8 @@ class SparsityController:
 
 def _check_count(name: str, value: Any) -> None:
     """A count of open gates must be a finite number >= 0 (a NaN would poison the multiplier)."""
+    if type(value) is int and value >= 0:  # the calibration loop's count, every epoch: no tensor
+        return
     try:
         number = float(torch.as_tensor(value).detach().reshape(()))
     except (TypeError, ValueError, RuntimeError) as exc:

@@ -144,6 +144,7 @@ class SparseCalibrationWeights(LegacyGateNames, nn.Module):
             self.gates.qz_logits.copy_(log_alpha)
         keep_log_alpha_key(self)
         self._optimizer_state: dict[str, Any] | None = None
+        self._masters: tuple[Tensor, Tensor] | None = None  # float64 values of the last fit
 
     # ------------------------------------------------------------------ gates and weights
     def _settings(self, **kwargs: Any) -> EngineSettings:
@@ -310,7 +311,7 @@ class SparseCalibrationWeights(LegacyGateNames, nn.Module):
         params = (self.log_weight, self.log_alpha)
         if self.dtype == torch.float64:
             return params
-        masters = getattr(self, "_masters", None)
+        masters = self._masters
         if masters is not None and all(torch.equal(m.to(p.dtype), p.detach())
                                        for m, p in zip(masters, params)):
             return tuple(m.clone().requires_grad_() for m in masters)

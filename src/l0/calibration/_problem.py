@@ -99,6 +99,26 @@ class CalibrationProblem:
         s = np.maximum(np.abs(self.y), self.relative_floor)
         return sp.csr_array(sp.diags_array(1.0 / s) @ self.M), self.y / s
 
+    def ratio_system(self) -> tuple[sp.csr_array, np.ndarray, np.ndarray]:
+        """``(A diag(d), b, tau)``: the calibration equations in the ratios ``x = w/d``, rows in
+        relative units, with each target's band (what the LP solvers constrain). Computed once."""
+        return self._ratio_system
+
+    @functools.cached_property
+    def _ratio_system(self) -> tuple[sp.csr_array, np.ndarray, np.ndarray]:
+        A, b = self.scaled()
+        return sp.csr_array(A @ sp.diags_array(self.design)), b, self.relative_tolerance()
+
+    def common_factor(self, scaled_estimate: np.ndarray) -> float:
+        """The one factor ``c`` minimising ``sum_i coef_i (c e_i - b_i)^2`` for estimates ``e``
+        in relative units (closed form); nan when no estimate is non-zero or it is not finite."""
+        weighted = self.coef * scaled_estimate
+        with np.errstate(over="ignore", invalid="ignore"):
+            numerator = float(weighted @ self.scaled()[1])
+            denominator = float(weighted @ scaled_estimate)
+        factor = numerator / denominator if denominator > 0 else math.nan
+        return factor if math.isfinite(factor) else math.nan
+
     def met(self, estimates: np.ndarray, tol: float = EXACT) -> np.ndarray:
         """Whether each target is within its tolerance band plus ``tol`` (relative)."""
         excess = np.abs(self.relative_errors(estimates)) - self.relative_tolerance()
@@ -112,7 +132,11 @@ class CalibrationProblem:
 
     def achievable(self) -> np.ndarray:
         """Whether each target can be reached by non-negative weights at all (its row has an
-        entry of the target's sign, or the target is 0)."""
+        entry of the target's sign, or the target is 0). Computed once."""
+        return self._achievable
+
+    @functools.cached_property
+    def _achievable(self) -> np.ndarray:
         has_positive = _rows_with(self.M, self.M.data > 0)
         has_negative = _rows_with(self.M, self.M.data < 0)
         return ~(((self.y > 0) & ~has_positive) | ((self.y < 0) & ~has_negative))

@@ -92,6 +92,7 @@ class TrainingLoop:
         self.n_scale = n_scale  # the engine's L0 weight is multiplier / n_scale
         self.fingerprint = fingerprint
         self.state = _LoopState()
+        self._log_every: int | None = None  # epochs between log lines (set by run)
         self._banded = bool((engine.problem.tolerance > 0).any())
 
     # ------------------------------------------------------------------ running
@@ -111,11 +112,11 @@ class TrainingLoop:
         """
         engine, rule, st = self.engine, self.rule, self.state
         stop_at = rule.max_epochs if epochs is None else engine.epoch + epochs
+        self._log_every = None
         if progress is None:
             progress = _is_terminal()
-            self._log_every = None if progress else max(1, (stop_at - engine.epoch) // 4)
-        else:
-            self._log_every = None
+            if not progress:
+                self._log_every = max(1, (stop_at - engine.epoch) // 4)
         start_epoch = engine.epoch
         bar = None
         if progress and stop_at > engine.epoch:

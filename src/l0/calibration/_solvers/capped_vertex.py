@@ -17,7 +17,6 @@ import math
 import time
 
 import numpy as np
-import scipy.sparse as sp
 
 from .._problem import CalibrationProblem
 from ._highs import WarmLP
@@ -42,9 +41,7 @@ class CappedVertexSearch:
                  time_limit: float | None = None) -> None:
         self.problem = problem
         self.max_solves = max_solves
-        A, b = problem.scaled()
-        A = sp.csc_array(A @ sp.diags_array(problem.design))
-        tol = problem.relative_tolerance()
+        A, b, tol = problem.ratio_system()
         self._lp = WarmLP(A, b - tol, b + tol, problem.design / problem.design.sum(),
                           time_limit=time_limit)
         self.solved: dict[float, Vertex] = {}

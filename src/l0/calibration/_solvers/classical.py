@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import scipy.optimize as so
-import scipy.sparse as sp
 
 from ..._validation import fail
 from .._problem import CalibrationProblem
@@ -41,8 +40,7 @@ def _g_bounds(problem: CalibrationProblem, method: str) -> tuple[float, float]:
 
 def _feasible(problem: CalibrationProblem, low: float, high: float) -> bool:
     """Whether some ratios within ``[low, high]`` meet every target (an LP, HiGHS)."""
-    A, b = problem.scaled()
-    A = sp.csr_array(A @ sp.diags_array(problem.design))
+    A, b, _ = problem.ratio_system()
     bounds = (None if math.isinf(low) else low, None if math.isinf(high) else high)
     result = so.linprog(np.zeros(problem.n_records), A_eq=A, b_eq=b, bounds=bounds,
                         method="highs")

@@ -50,11 +50,6 @@ class Vertex:
         return np.flatnonzero(self.ratios)
 
 
-def _scaled_columns(problem: CalibrationProblem) -> tuple[sp.csr_array, np.ndarray, np.ndarray]:
-    A, b = problem.scaled()
-    return sp.csr_array(A @ sp.diags_array(problem.design)), b, problem.relative_tolerance()
-
-
 def _highs_options(time_limit: float | None) -> dict:
     options = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
     if time_limit is not None:
@@ -75,7 +70,7 @@ def lp_vertex(
     With ``semicontinuous=False`` a positive lower bound is dropped (the ratios run from 0).
     """
     start = time.perf_counter()
-    A, b, tol = _scaled_columns(problem)
+    A, b, tol = problem.ratio_system()
     n = problem.n_records
     low = problem.bounds[0]
     high = problem.bounds[1] if high is None else high

@@ -35,6 +35,7 @@ import torch
 from ... import functional as F
 from ..._random import local_generator
 from ..._validation import fail
+from ...diagnostics import effective_sample_size as ess
 from ...schedules import BudgetController
 from .._backends import make_backend
 from .._objective import Objective
@@ -62,7 +63,7 @@ def starting_log_ratios(problem: CalibrationProblem) -> np.ndarray:
     closed form, clipped into the bounds. Records of no positive target start from the common
     factor. Every product is formed in relative units, so totals up to 1e300 start in reach."""
     M, d, y = problem.M, problem.design, problem.y
-    A, b = problem.scaled()  # rows in relative units: no square below overflows, even at 1e300
+    A, _ = problem.scaled()  # rows in relative units: no square below overflows, even at 1e300
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         estimate = M @ d
         usable = (estimate > 0) & (y > 0)
@@ -81,11 +82,8 @@ def starting_log_ratios(problem: CalibrationProblem) -> np.ndarray:
         total = np.bincount(cols, w * log_ratio[rows], minlength=problem.n_records)
         theta = np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), 0.0)
         theta = np.nan_to_num(theta, nan=0.0, posinf=0.0, neginf=0.0)
-        scaled_estimate = A @ (d * np.exp(np.clip(theta, -700.0, 700.0)))
-        a = problem.coef * scaled_estimate
-        denominator = float(a @ scaled_estimate)
-        factor = float(a @ b) / denominator if denominator > 0 else 1.0
-    if not np.isfinite(factor) or factor <= 0:
+        factor = problem.common_factor(A @ (d * np.exp(np.clip(theta, -700.0, 700.0))))
+    if not factor > 0:  # nan or not positive
         factor = 1.0
     theta = theta + np.log(factor)
     low, high = problem.bounds
@@ -158,8 +156,6 @@ def _vertex_candidate(problem: CalibrationProblem, k: int | None, opts: L0Option
 
     The few largest vertices that fit are each refit and the most even result (highest ESS)
     is kept: neighbouring caps give different supports, and a refit costs milliseconds."""
-    from ...diagnostics import effective_sample_size as ess
-
     if k is None:  # target_error alone: the L1 vertex of the band
         vertex = lp_vertex(problem, elastic=False)
         if vertex.status != "exact":
@@ -242,8 +238,6 @@ def _price_in(problem: CalibrationProblem, ratios: np.ndarray, lam: np.ndarray, 
               opts: L0Options) -> np.ndarray:
     """Spend the free budget on the records the refit's multipliers value most (the largest
     ``(Aᵀλ)_j``: the weight they would take in the refit) when that raises the ESS."""
-    from ...diagnostics import effective_sample_size as ess
-
     kept = np.flatnonzero(ratios)
     A, _ = problem.scaled()
     price = A.T @ lam
@@ -329,12 +323,12 @@ def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
                 message = (f"support from the {info['selection']} (the gates' support missed "
                            f"{missed} targets)")
         if pruned is not None:
-            gates_loss, pruned_loss = _loss(problem, ratios), _loss(problem, pruned[0])
-            if _score(problem, pruned[0]) < _score(problem, ratios):
+            gates_score, pruned_score = _score(problem, ratios), _score(problem, pruned[0])
+            if pruned_score < gates_score:
                 ratios, info = pruned
-                message = (f"support from the {info['selection']} (loss {pruned_loss:.3g}; "
-                           f"the gates' support: {gates_loss:.3g})")
-            info["losses"] = {"gates": gates_loss, "pruned vertex": pruned_loss}
+                message = (f"support from the {info['selection']} (loss {pruned_score[0]:.3g}; "
+                           f"the gates' support: {gates_score[0]:.3g})")
+            info["losses"] = {"gates": gates_score[0], "pruned vertex": pruned_score[0]}
     else:
         ratios, info = candidate
         message = f"support from the {info['selection']}"

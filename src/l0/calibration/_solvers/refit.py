@@ -25,7 +25,6 @@ loss finishes what the first could not meet.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -245,12 +244,8 @@ def refit_on_support(
     A, b = problem.scaled()
     design = problem.design[support]
     sub = sp.csr_array(A[:, support])
-    estimate = sub @ design
-    with np.errstate(over="ignore", invalid="ignore"):
-        numerator = float((problem.coef * estimate) @ b)
-        denominator = float((problem.coef * estimate) @ estimate)
-    scale = numerator / denominator if denominator > 0 else math.nan
-    if not (math.isfinite(scale) and scale > 0):
+    scale = problem.common_factor(sub @ design)
+    if not scale > 0:  # nan or not positive
         scale = problem.design.sum() / design.sum()
     anchor = design * scale
     low, high = problem.bounds
