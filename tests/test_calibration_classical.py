@@ -123,3 +123,10 @@ def test_feasible_planted_problems_meet_the_equations_within_bounds(seed, method
     assert result.status == "exact"
     np.testing.assert_allclose(X.T @ result.weights, t, rtol=1e-9)
     assert result.g_weights.min() >= 0.5 - 1e-12 and result.g_weights.max() <= 2.0 + 1e-12
+
+
+def test_a_newton_step_cap_that_stops_early_says_not_converged():
+    X, t, d = apistrat_problem()
+    result = calibrate(X.T, t, method="raking", init_weights=d, max_iter=1)
+    assert result.status == "not_converged" and "after 1 steps" in result.message
+    assert result.max_error > 1e-10

@@ -150,3 +150,14 @@ def test_loss_max_gives_the_smallest_largest_error_when_nothing_is_exact():
     assert result.status == "closest"
     assert result.max_error == pytest.approx(1 / 3, abs=1e-9)
     assert result.relative_errors[2] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_exact_options_reach_highs():
+    from l0.calibration import ExactOptions
+
+    M, y, d = planted(seed=8)
+    with pytest.raises(ValueError, match="`time_limit` must be a float > 0.0"):
+        ExactOptions(time_limit=0)
+    result = calibrate(M, y, init_weights=d, method="exact",
+                       options=ExactOptions(time_limit=30.0, refit=False))
+    assert result.status == "exact" and "refit" not in result.info

@@ -192,3 +192,12 @@ def test_totals_up_to_1e300_start_in_reach_and_are_met_without_overflow(y):
     result = calibrate(np.eye(len(y)), y, progress=False)
     assert result.status == "exact" and result.max_error <= 1e-12
     assert np.isfinite(result.weights).all()
+
+
+def test_raking_refit_distance_is_exact_with_positive_weights_within_bounds():
+    M, y, d = planted(seed=11)
+    result = calibrate(M, y, init_weights=d, max_records=40, bounds=(0.1, 8.0),
+                       refit_distance="raking", progress=False)
+    assert result.status == "exact" and result.n_active <= 40
+    g = result.g_weights[result.support]
+    assert g.min() >= 0.1 - 1e-12 and g.max() <= 8.0 + 1e-12
