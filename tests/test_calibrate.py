@@ -221,7 +221,7 @@ Y0 = np.array([3.0, 2.0])
         ((M0, Y0), {"tolerance": -0.1}, ValueError, "`tolerance` must be a float >= 0.0"),
         ((M0, Y0), {"tolerance": [0.1]}, ValueError, "`tolerance` must be of length 2"),
         ((M0, Y0), {"target_groups": [0]}, ValueError, "`target_groups` must be a 1-D array of length 2"),
-        ((M0, Y0), {"target_groups": ["a", "b"]}, TypeError, "`target_groups` must be integer group ids"),
+        ((M0, Y0), {"target_groups": [1.5, 2.0]}, TypeError, "`target_groups` must be integer group ids or string labels"),
         ((M0, Y0), {"group_multipliers": {0: 2.0}}, ValueError, "`group_multipliers` requires `target_groups`"),
         ((M0, Y0), {"target_groups": [0, 1], "group_multipliers": {5: 2.0}}, ValueError,
          "`group_multipliers` must be keyed by ids in target_groups"),

@@ -110,9 +110,9 @@ def test_integral_float_group_ids_and_torch_groups_are_accepted():
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"target_groups": "ab"}, TypeError, "`target_groups` must be a 1-D array of integer"),
-        ({"target_groups": [0.5, 1.0]}, TypeError, "`target_groups` must be integer group ids"),
-        ({"target_groups": [True, False]}, TypeError, "`target_groups` must be integer group ids"),
+        ({"target_groups": "ab"}, TypeError, "`target_groups` must be a 1-D array of group ids"),
+        ({"target_groups": [0.5, 1.0]}, TypeError, "`target_groups` must be integer group ids or string labels"),
+        ({"target_groups": [True, False]}, TypeError, "`target_groups` must be integer group ids or string labels"),
         ({"target_groups": [0, 1], "group_multipliers": [2.0]}, TypeError,
          "`group_multipliers` must be a dict"),
         ({"target_groups": [0, 1], "group_multipliers": {0: -1.0}}, ValueError,

@@ -33,6 +33,20 @@ def test_plots_render_to_non_empty_files(tmp_path, kwargs):
     assert (tmp_path / "f.png").stat().st_size > 10_000
 
 
+def test_the_frontier_table_plots_itself_and_slices_to_plain_frames(tmp_path):
+    import pandas as pd
+
+    M, y = problem()
+    table = frontier(M, y, budgets=[10, 30], progress=False)
+    figure = table.plot(title="budgets")
+    assert figure._suptitle.get_text() == "budgets"
+    assert [ax.get_xlabel() for ax in figure.axes] == ["records kept", "records kept"]
+    figure.savefig(tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+    assert type(table[["budget", "records"]]) is pd.DataFrame
+    assert len(table.attrs["results"]) == 2
+
+
 def test_report_has_its_sections_and_names(tmp_path):
     M, y = problem(1)
     names = [f"total {i}" for i in range(8)]

@@ -17,6 +17,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for messages: ``1``, not ``np.int64(1)``)."""
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
+
+
 def fail(name: str, expected: str, value: Any, error: type[Exception] = ValueError) -> Exception:
     """Build (not raise) the standard error for argument ``name``."""
     return error(f"`{name}` must be {expected}; got {_show(value)}.")

@@ -4,6 +4,10 @@
   budget or an L0 strength), ``"exact"`` (the HiGHS vertex), ``"linear"``, ``"raking"``,
   ``"logit"`` (classical calibration); one :class:`CalibrationResult` with diagnostics.
 * :func:`frontier` — budgets → a table of records kept, errors and effective sample size.
+* :func:`build_targets` — a records DataFrame and margins (:class:`Count`, :class:`Total`) or a
+  long targets table → :class:`Targets` (``M, y, names, groups``).
+* :func:`clone_into_areas` — records cloned into areas, with area and aggregate targets →
+  :class:`ClonedTargets`, whose weights map back to (record, area).
 * :class:`SparseCalibrationWeights` — the l0-python 0.6.x estimator, drop-in, on the same engine.
 * :class:`SparseCalibrator` — calibration as a scikit-learn estimator (``X``: targets × records),
   importable once scikit-learn is installed.
@@ -14,8 +18,11 @@ from ._legacy import SparseCalibrationWeights
 from ._problem import LOSSES, CalibrationProblem, build_problem
 from ._solvers._engine import DivergenceError
 from .frontier import frontier
+from .geography import ClonedTargets, clone_into_areas
+from .margins import Count, Total, build_targets
 from .options import ClassicalOptions, ExactOptions, L0Options
 from .result import STATUSES, CalibrationResult
+from .targets import Targets
 
 
 def __getattr__(name: str):  # noqa: ANN202 - scikit-learn is optional: import on first use
@@ -29,6 +36,12 @@ def __getattr__(name: str):  # noqa: ANN202 - scikit-learn is optional: import o
 __all__ = [
     "calibrate",
     "frontier",
+    "build_targets",
+    "clone_into_areas",
+    "Count",
+    "Total",
+    "Targets",
+    "ClonedTargets",
     "SparseCalibrationWeights",
     "CalibrationResult",
     "CalibrationProblem",

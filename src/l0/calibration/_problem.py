@@ -143,20 +143,27 @@ class CalibrationProblem:
 
 
 def group_codes(target_groups: Any, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
-    """Integer group ids → (unique ids, code of each target); strings and floats are refused."""
+    """Group ids (integers, or string labels) → (unique ids, code of each target).
+
+    Fractional floats, booleans and mixtures of labels with other objects are refused.
+    """
     if isinstance(target_groups, str):
-        raise fail("target_groups", "a 1-D array of integer group ids", target_groups, TypeError)
+        raise fail("target_groups", "a 1-D array of group ids (one per target)", target_groups,
+                   TypeError)
     module = type(target_groups).__module__
     if module.startswith("torch"):
         target_groups = target_groups.detach().cpu().numpy()
     groups = np.asarray(target_groups)
-    if groups.dtype == bool or not np.issubdtype(groups.dtype, np.integer):
+    if groups.dtype == object and all(isinstance(g, str) for g in groups.ravel()):
+        groups = groups.astype(str)
+    if groups.dtype == bool or not (np.issubdtype(groups.dtype, np.integer)
+                                    or groups.dtype.kind == "U"):
         if groups.dtype.kind == "f" and groups.size and np.all(np.mod(groups, 1) == 0):
             groups = groups.astype(np.int64)
         else:
             raise fail(
                 "target_groups",
-                "integer group ids (encode labels first, e.g. with pandas.factorize)",
+                "integer group ids or string labels",
                 f"dtype {groups.dtype}",
                 TypeError,
             )

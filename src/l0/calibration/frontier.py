@@ -43,8 +43,9 @@ def frontier(M: Any, y: Any, budgets: Sequence[int], **kwargs: Any) -> Any:
 
     Returns
     -------
-    pandas.DataFrame
-        One row per budget, in the order given: ``budget``, ``records`` kept, ``status``,
+    FrontierTable
+        A pandas DataFrame whose ``plot()`` draws the frontier (records against max error and
+        ESS). One row per budget, in the order given: ``budget``, ``records`` kept, ``status``,
         ``max_error``, ``mean_error``, ``ess``, ``design_effect``, ``max_ratio`` (largest w/d),
         ``top1_share``, ``selection`` and ``seconds``. ``DataFrame.attrs["results"]`` holds the
         :class:`CalibrationResult` of each budget.
@@ -57,7 +58,7 @@ def frontier(M: Any, y: Any, budgets: Sequence[int], **kwargs: Any) -> Any:
     >>> table[["budget", "records", "status"]].to_numpy().tolist()
     [[2, 2, 'exact'], [4, 4, 'exact']]
     """
-    import pandas as pd
+    from ._frontier_table import FrontierTable
 
     if kwargs.get("method", "l0") != "l0":
         raise fail("method", "'l0' (the frontier is over record budgets)", kwargs["method"])
@@ -88,7 +89,7 @@ def frontier(M: Any, y: Any, budgets: Sequence[int], **kwargs: Any) -> Any:
                      "design_effect": r.design_effect, "max_ratio": r.max_ratio,
                      "top1_share": r.top1_share, "selection": r.info.get("selection"),
                      "seconds": seconds})
-    table = pd.DataFrame(rows, columns=list(FRONTIER_COLUMNS))
+    table = FrontierTable(rows, columns=list(FRONTIER_COLUMNS))
     table.attrs["results"] = [results[b][0] for b in budgets]
     return table
 
