@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo bench docs lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,15 @@ test: $(STAMP) lint
 demo: $(STAMP)
 	$(VENV)/bin/l0 demo
 
+docs: $(STAMP)
+	$(PY) docs/build_api.py
+
 bench: $(STAMP)
 	$(PY) benchmarks/gates_speed.py
 	$(PY) benchmarks/calibration_speed.py --readme
 	$(PY) benchmarks/selection.py
+	$(PY) benchmarks/geography.py
 	$(PY) benchmarks/nn_mnist.py --budget 0.35
 
 clean:
-	rm -rf $(VENV) .pytest_cache .coverage build src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .coverage build src/*.egg-info docs/api
