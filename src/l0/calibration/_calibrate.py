@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from .._validation import check_choice
+from ._matrix import as_vector
 from ._problem import build_problem
 from ._solvers import solve_classical, solve_exact, solve_l0
+from ._solvers.sharded import solve_l0_sharded
 from .options import options_for
 from .result import CalibrationResult
+from .shards import ColumnShards
 
 __all__ = ["calibrate", "METHODS"]
 
@@ -56,7 +61,11 @@ def calibrate(
     Parameters
     ----------
     M : scipy sparse matrix, ndarray, DataFrame or torch tensor, shape (n_targets, n_records)
-        What each record contributes to each target.
+        What each record contributes to each target; or a
+        :class:`~l0.calibration.shards.ColumnShards` from every process of a
+        ``torch.distributed`` job: each rank loads its block of records and ``method="l0"`` runs
+        sharded (gates for the selection; ``init_weights`` then has one value per record of the
+        whole problem, or is a number).
     y : array-like, shape (n_targets,)
         Target totals.
     method : {"l0", "exact", "linear", "raking", "logit"}, default "l0"
@@ -136,17 +145,36 @@ def calibrate(
                     f"`{name}` does not apply to method={method!r}: it solves the calibration "
                     "equations exactly (use method='l0' or 'exact' for bands and loss weights)."
                 )
+    shards = None
+    if isinstance(M, ColumnShards):
+        if method != "l0":
+            raise ValueError(
+                f"`method` must be 'l0' for a matrix in ColumnShards; got {method!r}, which needs "
+                "the whole matrix in one process (pass the matrix itself, e.g. "
+                "scipy.sparse.hstack of the blocks).")
+        M, shards = M.load()
+        init_weights = _local_slice(init_weights, shards)
     problem = build_problem(
         M, y, init_weights=init_weights, loss=loss, target_groups=target_groups,
         normalize_groups=normalize_groups, group_multipliers=group_multipliers,
         target_weights=target_weights, tolerance=tolerance, bounds=bounds, cap=cap,
-        relative_floor=relative_floor, target_names=target_names,
+        relative_floor=relative_floor, target_names=target_names, shards=shards,
     )
+    if shards is not None:
+        return solve_l0_sharded(problem, opts)
     if method == "l0":
         return solve_l0(problem, opts)
     if method == "exact":
         return solve_exact(problem, opts)
     return solve_classical(problem, opts, method)
+
+
+def _local_slice(init_weights: Any, shards: Any) -> Any:
+    """This rank's design weights from one value per record of the whole problem."""
+    if init_weights is None or (np.isscalar(init_weights) and not isinstance(init_weights, str)):
+        return init_weights
+    d = as_vector(init_weights, "init_weights", shards.n_total)
+    return d[shards.offset: shards.offset + shards.n_local]
 
 
 def _zero(tolerance: Any) -> bool:

@@ -262,6 +262,10 @@ class SparseCalibrationWeights(LegacyGateNames, nn.Module):
             If the loss stops being finite (the parameters of the last finite epoch are kept).
         """
         loss = _LOSS_TYPES[check_choice("loss_type", loss_type, tuple(_LOSS_TYPES))]
+        if target_groups is not None and not isinstance(target_groups, str) and \
+                np.asarray(target_groups).dtype.kind in "UO":  # 0.6.x: integer ids only
+            raise fail("target_groups", "integer group ids (as in 0.6.x; calibrate() also "
+                       "takes string labels)", target_groups, TypeError)
         problem = build_problem(
             self._matrix(M), y, loss=loss, target_groups=target_groups,
             normalize_groups=normalize_groups, group_multipliers=group_multipliers,

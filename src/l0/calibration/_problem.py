@@ -7,7 +7,6 @@ Every solver (L0 selection, the exact LP, the classical methods) takes a
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import warnings
 from collections.abc import Mapping
@@ -60,6 +59,10 @@ class CalibrationProblem:
         A label per target.
     groups : ndarray or None
         The group id of each target (``target_groups``).
+    shards : ShardLayout or None
+        For a distributed calibration: ``M`` and ``design`` are this rank's block of records
+        (global indices ``shards.offset`` onwards), and :meth:`total` sums per-target vectors
+        over the ranks. None: one process holds every record.
     """
 
     M: sp.csr_array
@@ -75,6 +78,7 @@ class CalibrationProblem:
     bounds_given: bool = False
     names: list[str] | None = None
     groups: np.ndarray | None = None
+    shards: Any = None
 
     @property
     def n_targets(self) -> int:
@@ -82,7 +86,21 @@ class CalibrationProblem:
 
     @property
     def n_records(self) -> int:
+        """The records held here (this rank's block when the problem is sharded)."""
         return self.M.shape[1]
+
+    @property
+    def n_total(self) -> int:
+        """The records of the whole problem, over every shard."""
+        return self.n_records if self.shards is None else self.shards.n_total
+
+    def total(self, values: np.ndarray) -> np.ndarray:
+        """A per-target (or any fixed-size) vector summed over the record shards."""
+        return values if self.shards is None else self.shards.comm.sum(values)
+
+    def estimate(self, weights: np.ndarray) -> np.ndarray:
+        """``M @ w`` over every record (this rank's ``weights`` when sharded)."""
+        return self.total(self.M @ weights)
 
     def relative_errors(self, estimates: np.ndarray) -> np.ndarray:
         """Signed ``(estimate - y) / max(|y|, relative_floor)``, whatever the loss."""
@@ -137,8 +155,9 @@ class CalibrationProblem:
 
     @functools.cached_property
     def _achievable(self) -> np.ndarray:
-        has_positive = _rows_with(self.M, self.M.data > 0)
-        has_negative = _rows_with(self.M, self.M.data < 0)
+        counts = self.total(np.concatenate([_rows_with(self.M, self.M.data > 0),
+                                            _rows_with(self.M, self.M.data < 0)]))
+        has_positive, has_negative = counts[: self.n_targets] > 0, counts[self.n_targets:] > 0
         return ~(((self.y > 0) & ~has_positive) | ((self.y < 0) & ~has_negative))
 
 
@@ -244,13 +263,12 @@ def _check_bounds(bounds: Any) -> tuple[float, float]:
 
 
 def _rows_with(M: sp.csr_array, mask: np.ndarray) -> np.ndarray:
-    """Whether each row has a stored entry where ``mask`` (one flag per stored entry) holds."""
+    """How many stored entries of each row ``mask`` (one flag per stored entry) holds for."""
     rows = np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
-    return np.bincount(rows[mask], minlength=M.shape[0]) > 0
+    return np.bincount(rows[mask], minlength=M.shape[0]).astype(np.float64)
 
 
 def _warn_about_targets(problem: CalibrationProblem) -> None:
-    M, y = problem.M, problem.y
     unreachable = ~problem.achievable()
     if unreachable.any():
         rows = np.flatnonzero(unreachable)
@@ -261,22 +279,41 @@ def _warn_about_targets(problem: CalibrationProblem) -> None:
             UserWarning,
             stacklevel=4,
         )
-    _warn_about_conflicts(M, y)
+    _warn_about_conflicts(problem)
 
 
-def _warn_about_conflicts(M: sp.csr_array, y: np.ndarray) -> None:
-    """Warn about two identical non-empty rows with different totals (a digest per row; stored
-    zeros do not count)."""
-    if (M.data == 0).any():
-        M = M.copy()
-        M.eliminate_zeros()
-    seen: dict[bytes, int] = {}
-    for i in np.flatnonzero(np.diff(M.indptr) > 0):
-        lo, hi = M.indptr[i], M.indptr[i + 1]
-        digest = hashlib.blake2b(M.indices[lo:hi].tobytes(), digest_size=16)
-        digest.update(M.data[lo:hi].tobytes())
-        j = seen.setdefault(digest.digest(), i)
-        if j != i and y[j] != y[i]:
+def column_keys(start: int, n: int, stream: int) -> np.ndarray:
+    """A pseudo-random number in [1, 2) for each global record index ``start .. start + n - 1``
+    (SplitMix64 of the index and ``stream``): the same on every rank, however records are split."""
+    with np.errstate(over="ignore"):
+        x = np.arange(start, start + n, dtype=np.uint64) + np.uint64(
+            (stream * 0x9E3779B97F4A7C15) % (1 << 64))
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return 1.0 + (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _warn_about_conflicts(problem: CalibrationProblem) -> None:
+    """Warn about two identical non-empty rows with different totals. Each row's fingerprint is
+    two random projections of its entries (keyed by global record index, summed over shards):
+    identical rows get identical fingerprints, stored zeros do not count, and O(Q) crosses the
+    wire when the records are sharded."""
+    M, y = problem.M, problem.y
+    offset = 0 if problem.shards is None else problem.shards.offset
+    keys = [column_keys(offset, problem.n_records, stream) for stream in (1, 2)]
+    nonzeros = _rows_with(M, M.data != 0)
+    prints = problem.total(np.concatenate([M @ keys[0], M @ keys[1], nonzeros]))
+    q = problem.n_targets
+    rows = np.flatnonzero(prints[2 * q:] > 0)
+    if len(rows) < 2:
+        return
+    first, second = prints[:q][rows], prints[q: 2 * q][rows]
+    order = np.lexsort((rows, second, first))
+    same = (first[order][1:] == first[order][:-1]) & (second[order][1:] == second[order][:-1])
+    for at in np.flatnonzero(same):
+        j, i = rows[order[at]], rows[order[at + 1]]
+        if y[j] != y[i]:
             warnings.warn(
                 f"targets {j} and {i} have identical rows of M but different totals "
                 f"({float(y[j])!r} and {float(y[i])!r}): they conflict and cannot both be met.",
@@ -302,12 +339,34 @@ def build_problem(
     relative_floor: float = 1.0,
     normalize_loss: bool = True,
     target_names: Any = None,
+    shards: Any = None,
 ) -> CalibrationProblem:
     """Validate every input of a calibration and return the :class:`CalibrationProblem`.
 
     Raises ``TypeError``/``ValueError`` naming the argument on bad input and warns
     (``UserWarning``) about unreachable or conflicting targets.
     """
+    validate = functools.partial(
+        _validated, M, y, init_weights, loss, target_groups, normalize_groups, group_multipliers,
+        target_weights, tolerance, bounds, cap, relative_floor, normalize_loss, target_names,
+        shards)
+    if shards is None:
+        problem = validate()
+    else:  # a rank's local check fails: every rank must raise, none may wait in a collective
+        problem, error = None, None
+        try:
+            problem = validate()
+        except Exception as exc:
+            error = exc
+        shards.comm.agree(error)
+    _warn_about_targets(problem)
+    return problem
+
+
+def _validated(M: Any, y: Any, init_weights: Any, loss: Any, target_groups: Any,
+               normalize_groups: Any, group_multipliers: Any, target_weights: Any,
+               tolerance: Any, bounds: Any, cap: Any, relative_floor: Any, normalize_loss: Any,
+               target_names: Any, shards: Any) -> CalibrationProblem:
     M = as_csr(M, "M")
     n_targets, n_records = M.shape
     y = as_vector(y, "y").copy()
@@ -336,8 +395,8 @@ def build_problem(
     for array in (y, design, scale, coef, tol):
         array.setflags(write=False)
     problem = CalibrationProblem(M, y, design, scale, coef, tol, bounds, loss, cap, floor,
-                                 bounds_given=given_bounds, names=names, groups=groups)
-    _warn_about_targets(problem)
+                                 bounds_given=given_bounds, names=names, groups=groups,
+                                 shards=shards)
     return problem
 
 

@@ -33,6 +33,7 @@ __all__ = ["L0Options", "ExactOptions", "ClassicalOptions", "options_for", "OPTI
 
 SELECTIONS = ("auto", "gates")
 REFIT_DISTANCES = ("linear", "raking")
+RESULT_ON = ("all", "root")
 
 
 def _set(obj: Any, name: str, value: Any) -> None:
@@ -91,7 +92,11 @@ class L0Options:
         checked before training); resume from a checkpoint of the same problem and settings, bit
         for bit. Checkpoints hold tensors and plain containers only and are read with
         ``weights_only=True``. A support taken from the LP vertex trains no gates (a warning
-        says so).
+        says so). With :class:`~l0.calibration.shards.ColumnShards`, one file per rank
+        (``<checkpoint>.rank<r>-of-<world>``).
+    result_on : {"all", "root"}, default "all"
+        With :class:`~l0.calibration.shards.ColumnShards`: assemble the result (every record's
+        weight) on every rank, or on rank 0 only (the other ranks return None).
     """
 
     max_records: int | None = None
@@ -116,8 +121,10 @@ class L0Options:
     checkpoint: str | os.PathLike | None = None
     checkpoint_every: int | None = None
     resume: str | os.PathLike | None = None
+    result_on: str = "all"
 
     def __post_init__(self) -> None:
+        check_choice("result_on", self.result_on, RESULT_ON)
         if self.max_records is not None:
             _set(self, "max_records", check_int("max_records", self.max_records, low=1))
         if self.target_error is not None:

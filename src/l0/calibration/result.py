@@ -101,10 +101,16 @@ class CalibrationResult:
         history: Any = None,
         info: dict[str, Any] | None = None,
         seconds: float = math.nan,
+        estimates: np.ndarray | None = None,
+        design: np.ndarray | None = None,
     ) -> CalibrationResult:
-        """The result of ``weights`` on ``problem``; the status is derived when not given."""
+        """The result of ``weights`` on ``problem``; the status is derived when not given.
+
+        A sharded problem passes every record's ``weights`` and ``design`` (gathered) and the
+        ``estimates`` summed over the ranks."""
         weights = np.asarray(weights, dtype=np.float64)
-        estimates = problem.M @ weights
+        if estimates is None:
+            estimates = problem.M @ weights
         met = problem.met(estimates)
         if status is None:
             status = "exact" if met.all() else "closest"
@@ -113,7 +119,7 @@ class CalibrationResult:
             targets=np.array(problem.y),
             estimates=estimates,
             relative_errors=problem.relative_errors(estimates),
-            design_weights=np.array(problem.design),
+            design_weights=np.array(problem.design if design is None else design),
             tolerance=np.array(problem.tolerance),
             method=method,
             converged=bool(converged),

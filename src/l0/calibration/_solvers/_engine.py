@@ -65,6 +65,13 @@ class GradientEngine:
     generator : torch.Generator or None
         Source of the gate noise (``None``: torch's global generator).
     settings : EngineSettings
+    noise : callable or None
+        ``noise(epoch)`` → this epoch's uniforms (one per record); replaces ``generator``
+        (a sharded problem draws by global record index: :class:`._noise.BlockNoise`).
+
+    When the problem is sharded (``problem.shards``), ``theta`` and ``log_alpha`` are this
+    rank's records, and an epoch sums the estimates (with the expected count) and the open
+    count over the ranks: two reductions, of Q + 1 and 2 floats.
     """
 
     def __init__(
@@ -75,8 +82,12 @@ class GradientEngine:
         log_alpha: Tensor,
         generator: torch.Generator | None,
         settings: EngineSettings,
+        noise: Any = None,
     ) -> None:
         self.problem = problem
+        self.noise = noise
+        self.comm = None if problem.shards is None else problem.shards.comm
+        self._open_after: tuple[int, int] | None = None  # (epoch, open count) of a sharded step
         self.backend = backend
         self.settings = settings
         self.objective = Objective(problem, backend.device)
@@ -92,7 +103,8 @@ class GradientEngine:
         )
         self._theta, self._log_alpha = theta.detach(), log_alpha.detach()  # views, no autograd
         # 2 * closeness * d / sum(d), computed once (only when the penalty is on)
-        self._closeness_scale = (2.0 * settings.closeness) * self.design / self.design.sum() \
+        total_design = float(problem.total(np.array([problem.design.sum()]))[0])
+        self._closeness_scale = (2.0 * settings.closeness) * self.design / total_design \
             if settings.closeness else None
         self._unit_design = bool((problem.design == 1.0).all())
         with torch.no_grad():  # the hot loop relies on logits within the bound
@@ -118,15 +130,37 @@ class GradientEngine:
         s = self.settings
         return F.deterministic_gate(self.log_alpha.detach(), s.temperature, s.gamma, s.zeta)
 
-    def count_open(self) -> int:
-        """Number of gates open at test time (cheap: a threshold on the logits)."""
+    def _count_local(self) -> int:
         if not self.settings.use_gates:
             return self.design.numel()
         return int((self.log_alpha.detach() > self._threshold).sum())
 
+    def count_open(self) -> int:
+        """Number of gates open at test time (cheap: a threshold on the logits; over every
+        rank when sharded — the count of the last step comes with its reduction)."""
+        if self.comm is None:
+            return self._count_local()
+        if self._open_after is not None and self._open_after[0] == self.epoch:
+            return self._open_after[1]
+        return int(self.comm.total(self._count_local())[0])
+
     def expected_open(self) -> Tensor:
+        """P(gate open) of this process's records."""
         s = self.settings
         return F.prob_nonzero(self.log_alpha.detach(), s.temperature, s.gamma, s.zeta)
+
+    def expected_count(self) -> float:
+        """The expected number of open gates over every record."""
+        local = float(self.expected_open().sum())
+        return local if self.comm is None else self.comm.total(local)[0]
+
+    def _estimates(self, weights: Tensor, *scalars: float) -> tuple[Tensor, list[float]]:
+        """``M @ w`` over every record, with scalars summed in the same reduction."""
+        local = self.backend.matvec(weights)
+        if self.comm is None:
+            return local, list(scalars)
+        summed, totals = self.comm.sum_with(local.cpu().numpy(), *scalars)
+        return torch.from_numpy(summed).to(local.device), totals
 
     # ---------------------------------------------------------------- one epoch
     @torch.inference_mode()  # no autograd bookkeeping on any of the epoch's ~30 operations
@@ -141,8 +175,8 @@ class GradientEngine:
         base = self.open_weights()
         if s.use_gates:
             # float32 noise: 2^-24 resolution is plenty for a gate and it is drawn 1.5x faster
-            noise = torch.rand(base.shape, generator=self.generator, dtype=torch.float32,
-                               device=base.device)
+            noise = self.noise(self.epoch) if self.noise is not None else torch.rand(
+                base.shape, generator=self.generator, dtype=torch.float32, device=base.device)
             # the logits stay within the bound (projected after every step): no clamp needed
             gate, slope = F._sample_with_gradient(log_alpha, noise, s.temperature, s.gamma,
                                                   s.zeta, clamp=False)
@@ -150,7 +184,7 @@ class GradientEngine:
             weights = gate.mul_(base)
         else:
             weights = base.clone()
-        loss, grad_estimates = self.objective(self.backend.matvec(weights))
+        loss, grad_estimates = self.objective(self._estimates(weights)[0])
         if not math.isfinite(loss):
             raise DivergenceError(
                 f"the calibration loss became {loss} at epoch {self.epoch}: the weights overflowed. "
@@ -184,19 +218,22 @@ class GradientEngine:
         if s.use_gates:
             log_alpha.clamp_(-F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
         self.epoch += 1
+        if self.comm is not None:  # the expected count and the new open count: one reduction
+            expected, n_open = self.comm.total(expected, self._count_local())
+            self._open_after = (self.epoch, int(n_open))
         return loss, expected
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, float]:
         """Loss and errors of the deterministic (test-time) weights."""
         weights = self.open_weights() * self.deterministic_gates()
-        estimates = self.backend.matvec(weights)
+        estimates, (n_open,) = self._estimates(weights, float((weights > 0).sum()))
         errors = np.abs(self.problem.relative_errors(estimates.cpu().numpy()))
         return {
             "deterministic_loss": self.objective.loss(estimates),
             "mean_error": float(errors.mean()),
             "max_error": float(errors.max()),
-            "n_open": int((weights > 0).sum()),
+            "n_open": int(n_open),
         }
 
     # ---------------------------------------------------------------- checkpoints

@@ -19,6 +19,7 @@ units), so the stopping tolerance is a relative error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,8 +131,37 @@ def _newton_step(A: sp.csr_array, v: np.ndarray, r: np.ndarray) -> np.ndarray:
     return spl.spsolve(H.tocsc(), r)
 
 
-def _smaller(A: sp.csr_array, b: np.ndarray, w: np.ndarray, residual: float) -> bool:
-    trial = np.abs(b - A @ w).max()
+def _cg_step(A: sp.csr_array, At: sp.csr_array, v: np.ndarray, r: np.ndarray,
+             reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Solve ``(Σ_ranks A diag(v) Aᵀ) x = r`` matrix-free: Jacobi-preconditioned conjugate
+    gradients, one target-length reduction per iteration (``A`` is this rank's columns; no Q × Q
+    matrix is formed). Rows the support does not touch (zero diagonal) are left out."""
+    diag = reduce(A.power(2) @ v)
+    inverse = np.divide(1.0, diag, out=np.zeros_like(diag), where=diag > 0)
+    x = np.zeros_like(r)
+    residual = np.where(diag > 0, r, 0.0)
+    target = 1e-11 * float(np.linalg.norm(residual))
+    z = inverse * residual
+    p, rz = z.copy(), float(residual @ z)
+    for _ in range(min(max(50, 2 * len(r)), 2000)):
+        Hp = reduce(A @ (v * (At @ p)))
+        curvature = float(p @ Hp)
+        if not curvature > 0:
+            break
+        alpha = rz / curvature
+        x += alpha * p
+        residual -= alpha * Hp
+        if float(np.linalg.norm(residual)) <= target:
+            break
+        z = inverse * residual
+        rz, previous = float(residual @ z), rz
+        p = z + (rz / previous) * p
+    return x
+
+
+def _smaller(A: sp.csr_array, b: np.ndarray, w: np.ndarray, residual: float,
+             total: Callable[[np.ndarray], np.ndarray]) -> bool:
+    trial = np.abs(b - total(A @ w)).max()
     return bool(np.isfinite(trial) and trial <= 0.5 * residual)
 
 
@@ -145,26 +175,32 @@ def solve_distance(
     *,
     max_iter: int = 100,
     tol: float = 1e-12,
+    reduce: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, NewtonReport]:
     """The calibrated ``g`` (``w = anchor * g``), the multipliers and a report.
 
     ``A`` is targets × records (rows scaled), ``anchor`` > 0 the reference weight of each record,
     ``low``/``high`` per-record bounds on ``g``. Stops when ``max |A w - b| <= tol``, when the
     line search cannot raise the dual any more, or after ``max_iter`` steps.
+
+    ``reduce``: when the records are sharded over processes, the sum over the ranks of a
+    target-length vector; ``A`` and ``anchor`` are then this rank's columns, and the Newton
+    systems are solved matrix-free by conjugate gradients (every rank takes the same steps).
     """
     distance = Distance(kind, low, high)
     At = sp.csr_array(A.T)
     lam = np.zeros(A.shape[0])
     u = np.zeros(A.shape[1])
+    total = reduce if reduce is not None else (lambda values: values)
 
     def dual(lam: np.ndarray, u: np.ndarray) -> float:
-        return float(b @ lam - anchor @ distance.phi(u))
+        return float(b @ lam - total(np.array([anchor @ distance.phi(u)]))[0])
 
     message = f"reached max_iter={max_iter}"
     with np.errstate(over="ignore", invalid="ignore"):
         for iteration in range(max_iter + 1):
             g = distance.g(u)
-            r = b - A @ (anchor * g)
+            r = b - total(A @ (anchor * g))
             residual = float(np.abs(r).max()) if len(r) else 0.0
             if not np.isfinite(residual):
                 message = "the multipliers overflowed: the equations have no solution"
@@ -173,7 +209,9 @@ def solve_distance(
                 return g, lam, NewtonReport(True, iteration, residual, "converged")
             if iteration == max_iter:
                 break
-            step = _newton_step(A, anchor * distance.slope(u), r)
+            slope = anchor * distance.slope(u)
+            step = _newton_step(A, slope, r) if reduce is None else _cg_step(A, At, slope, r,
+                                                                             reduce)
             ascent = float(r @ step)
             if not (np.isfinite(ascent) and ascent > 0):
                 message = "no ascent direction: the equations have no solution within the bounds"
@@ -185,7 +223,7 @@ def solve_distance(
                 value = dual(trial, u_trial)
                 if np.isfinite(value) and value >= start + 1e-4 * t * ascent:
                     break
-                if t == 1.0 and _smaller(A, b, anchor * distance.g(u_trial), residual):
+                if t == 1.0 and _smaller(A, b, anchor * distance.g(u_trial), residual, total):
                     break  # near the solution rounding hides the dual's rise; the residual shows it
                 t *= 0.5
             else:
@@ -193,5 +231,5 @@ def solve_distance(
                 break
             lam, u = trial, u_trial
     g = distance.g(u)
-    residual = float(np.abs(b - A @ (anchor * g)).max()) if len(b) else 0.0
+    residual = float(np.abs(b - total(A @ (anchor * g))).max()) if len(b) else 0.0
     return g, lam, NewtonReport(residual <= tol, iteration, residual, message)

@@ -49,7 +49,7 @@ from .exact import lp_vertex
 from .prune import prune_to_budget
 from .refit import refit_on_support, refit_with_repair
 
-__all__ = ["solve_l0", "starting_log_ratios", "VERTEX_UP_TO_NNZ"]
+__all__ = ["solve_l0", "starting_log_ratios", "train_gates", "gate_support", "VERTEX_UP_TO_NNZ"]
 
 VERTEX_UP_TO_NNZ = 5_000_000  # selection="auto" uses the LP vertex up to this many non-zeros
 _PRUNE_STEPS = (0.2, 0.1, 0.05)  # fractions of the support dropped per step of the descent
@@ -62,10 +62,10 @@ def starting_log_ratios(problem: CalibrationProblem) -> np.ndarray:
     times the record's squared contribution in relative units), then one common factor fit in
     closed form, clipped into the bounds. Records of no positive target start from the common
     factor. Every product is formed in relative units, so totals up to 1e300 start in reach."""
-    M, d, y = problem.M, problem.design, problem.y
+    d, y = problem.design, problem.y
     A, _ = problem.scaled()  # rows in relative units: no square below overflows, even at 1e300
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        estimate = M @ d
+        estimate = problem.estimate(d)
         usable = (estimate > 0) & (y > 0)
         log_ratio = np.where(usable, np.log(np.where(usable, y / estimate, 1.0)), 0.0)
         # entry weights c_i (A_ij)^2 in log space, scaled per record by its largest: the mean
@@ -82,7 +82,8 @@ def starting_log_ratios(problem: CalibrationProblem) -> np.ndarray:
         total = np.bincount(cols, w * log_ratio[rows], minlength=problem.n_records)
         theta = np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), 0.0)
         theta = np.nan_to_num(theta, nan=0.0, posinf=0.0, neginf=0.0)
-        factor = problem.common_factor(A @ (d * np.exp(np.clip(theta, -700.0, 700.0))))
+        factor = problem.common_factor(
+            problem.total(A @ (d * np.exp(np.clip(theta, -700.0, 700.0)))))
     if not factor > 0:  # nan or not positive
         factor = 1.0
     theta = theta + np.log(factor)
@@ -99,50 +100,72 @@ def _fingerprint(problem: CalibrationProblem, *extra: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def _train_gates(problem: CalibrationProblem, opts: L0Options,
-                 k: int | None) -> tuple[GradientEngine, TrainingLoop]:
-    n = problem.n_records
+def train_gates(problem: CalibrationProblem, opts: L0Options, k: int | None, *,
+                noise: Any = None) -> tuple[GradientEngine, TrainingLoop]:
+    """Train the gates (``noise``: a per-epoch noise source replacing the seeded generator, for
+    a sharded problem); checkpoints of a sharded problem are one file per rank."""
+    n = problem.n_total
     settings = EngineSettings(lr=opts.lr, l0_weight=opts.lambda_l0 / n, closeness=opts.closeness,
                               temperature=opts.temperature)
     rule = StoppingRule(max_epochs=opts.max_epochs, eval_every=opts.eval_every, rtol=opts.rtol,
                         patience=opts.patience)
     device = opts.device
-    generator = local_generator(opts.seed, device=device)
+    generator = None if noise is not None else local_generator(opts.seed, device=device)
     theta = torch.tensor(starting_log_ratios(problem), dtype=torch.float64, device=device)
     logit = float(F.log_alpha_for_prob_nonzero(opts.init_keep_prob, settings.temperature))
-    log_alpha = torch.full((n,), logit, dtype=torch.float64, device=device)
+    log_alpha = torch.full((problem.n_records,), logit, dtype=torch.float64, device=device)
     engine = GradientEngine(problem, make_backend(problem.M, device, opts.backend),
-                            theta.requires_grad_(), log_alpha.requires_grad_(), generator, settings)
+                            theta.requires_grad_(), log_alpha.requires_grad_(), generator, settings,
+                            noise=noise)
+    checkpoint, resume, where = opts.checkpoint, opts.resume, ()
+    if problem.shards is not None:  # one file per rank, named by rank and world size
+        comm = problem.shards.comm
+        suffix = f".rank{comm.rank}-of-{comm.world}"
+        checkpoint = None if checkpoint is None else f"{checkpoint}{suffix}"
+        resume = None if resume is None else f"{resume}{suffix}"
+        where = (comm.rank, comm.world, problem.shards.offset)
     controller = None
     if k is not None:  # the budget falls from all records to k over the first ramp epochs
         controller = BudgetController(k, initial=opts.lambda_l0 or 1e-3, start=n,
                                       ramp=rule.ramp_epochs)
-    if opts.checkpoint is not None:
-        check_checkpoint_path(opts.checkpoint)
-    saving = opts.checkpoint is not None or opts.resume is not None
+    if checkpoint is not None:
+        check_checkpoint_path(checkpoint)
+    saving = checkpoint is not None or resume is not None
     loop = TrainingLoop(
         engine, rule, controller=controller, n_scale=n,
         # hashing M is O(nnz): only runs that save or resume pay for it
         fingerprint=_fingerprint(problem, settings, rule.eval_every, rule.ramp_epochs, opts.seed,
-                                 k, opts.init_keep_prob) if saving else None,
+                                 k, opts.init_keep_prob, *where) if saving else None,
     )
-    if opts.resume is not None:
-        loop.load(opts.resume)
-    loop.run(progress=opts.progress, checkpoint=opts.checkpoint,
+    if resume is not None:
+        loop.load(resume)
+    loop.run(progress=opts.progress, checkpoint=checkpoint,
              checkpoint_every=opts.checkpoint_every)
-    if opts.checkpoint is not None:
-        loop.save(opts.checkpoint)
+    if checkpoint is not None:
+        loop.save(checkpoint)
     return engine, loop
 
 
-def _gate_support(engine: GradientEngine, k: int | None) -> np.ndarray:
+def gate_support(engine: GradientEngine, k: int | None) -> np.ndarray:
+    """The open gates' records, cut to the ``k`` largest logits (ties: lower index first).
+
+    Sharded: each rank offers its own ``k`` best, every rank picks the same global ``k`` from
+    the gathered offers, and keeps its own records among them (local indices)."""
     gates = engine.deterministic_gates().cpu().numpy()
     support = np.flatnonzero(gates > 0)
-    if k is not None and len(support) > k:
-        logits = engine.log_alpha.detach().cpu().numpy()[support]
-        keep = np.argsort(-logits, kind="stable")[:k]
-        support = np.sort(support[keep])
-    return support
+    shards = engine.problem.shards
+    count = len(support) if shards is None else int(shards.comm.total(len(support))[0])
+    if k is None or count <= k:
+        return support
+    logits = engine.log_alpha.detach().cpu().numpy()
+    best = support[np.argsort(-logits[support], kind="stable")[:k]]
+    if shards is None:
+        return np.sort(best)
+    offered = shards.comm.gather(logits[best])
+    index = shards.comm.gather(best + shards.offset)
+    chosen = index[np.lexsort((index, -offered))[:k]]
+    mine = chosen[(chosen >= shards.offset) & (chosen < shards.offset + shards.n_local)]
+    return np.sort(mine - shards.offset)
 
 
 def _exact(problem: CalibrationProblem, ratios: np.ndarray) -> bool:
@@ -256,8 +279,8 @@ def _price_in(problem: CalibrationProblem, ratios: np.ndarray, lam: np.ndarray, 
 
 def _gates_candidate(problem: CalibrationProblem, opts: L0Options,
                      k: int | None) -> tuple[np.ndarray, dict, GradientEngine, TrainingLoop]:
-    engine, loop = _train_gates(problem, opts, k)
-    support = _gate_support(engine, k)
+    engine, loop = train_gates(problem, opts, k)
+    support = gate_support(engine, k)
     if len(support) == 0:
         warnings.warn(
             "every gate closed: no record is kept and every estimate is 0. `lambda_l0` "

@@ -239,19 +239,21 @@ def refit_on_support(
     weights are consistent with the totals). Returns the ratios of every record and the
     multipliers, or ``(None, None)`` when the support cannot meet the targets within the bounds.
     """
-    if len(support) == 0:
+    if problem.total(np.array([float(len(support))]))[0] == 0:
         return None, None
     A, b = problem.scaled()
     design = problem.design[support]
     sub = sp.csr_array(A[:, support])
-    scale = problem.common_factor(sub @ design)
+    scale = problem.common_factor(problem.total(sub @ design))
     if not scale > 0:  # nan or not positive
-        scale = problem.design.sum() / design.sum()
+        all_design, kept_design = problem.total(np.array([problem.design.sum(), design.sum()]))
+        scale = all_design / kept_design
     anchor = design * scale
     low, high = problem.bounds
     g_low = np.full(len(support), low / scale)
     g_high = np.full(len(support), high / scale)
-    g, lam, report = solve_distance(sub, b, anchor, g_low, g_high, distance)
+    g, lam, report = solve_distance(sub, b, anchor, g_low, g_high, distance,
+                                    reduce=None if problem.shards is None else problem.total)
     if not report.converged:
         return None, None
     ratios = np.zeros(problem.n_records)

@@ -1,0 +1,241 @@
+"""Sharded calibration: 2 gloo processes give the 1-process answer; files, failures, checkpoints.
+
+The processes are spawned by the test (``torch.multiprocessing``, spawn), join with a timeout
+and are killed if they overrun, so a failure never hangs the suite.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.multiprocessing as mp
+
+from l0.calibration import calibrate
+from l0.calibration._comm import Communicator
+from l0.calibration._solvers._noise import BlockNoise
+from l0.calibration.shards import ColumnShards, _file_runs
+
+TIMEOUT = 120  # seconds for a whole 2-process run
+SETTINGS = {"max_records": 120, "max_epochs": 300, "progress": False, "seed": 3}
+
+
+def problem(seed: int = 0, n: int = 1500, q: int = 25):
+    rng = np.random.default_rng(seed)
+    M = sp.random_array((q, n), density=0.15, rng=rng, format="csr")
+    M.data = rng.uniform(1.0, 5.0, M.nnz)
+    return M, M @ rng.uniform(0.5, 2.0, n), rng.uniform(1.0, 3.0, n)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, folder: str, jobs: list) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world, timeout=datetime.timedelta(seconds=60))
+    try:
+        M, y, d = problem()
+        for name, source, kwargs in jobs:
+            if source == "files":
+                shards = ColumnShards.from_files(sorted(Path(folder).glob("block-*.npz")))
+            elif source == "bad-rank-1":
+                shards = ColumnShards.from_callable(
+                    lambda r, w: np.full((2, 3), np.nan if r == 1 else 1.0))
+            else:
+                shards = ColumnShards.from_matrix(M)
+            try:
+                result = calibrate(shards, y, init_weights=d, **kwargs)
+            except Exception as exc:  # reported, so that the test sees every rank's error
+                Path(folder, f"{name}-{rank}.err").write_text(f"{type(exc).__name__}: {exc}")
+                continue
+            if result is None:
+                Path(folder, f"{name}-{rank}.none").write_text("")
+                continue
+            np.save(Path(folder, f"{name}-{rank}.npy"), result.weights)
+            Path(folder, f"{name}-{rank}.json").write_text(json.dumps(
+                {"epochs": result.epochs, "info": result.info}, default=str))
+    finally:
+        dist.destroy_process_group()
+
+
+def run_two(folder: Path, jobs: list) -> None:
+    context = mp.get_context("spawn")
+    port = free_port()
+    procs = [context.Process(target=_worker, args=(r, 2, port, str(folder), jobs))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(TIMEOUT)
+    alive = [p for p in procs if p.is_alive()]
+    for p in alive:
+        p.kill()
+    assert not alive, "a rank did not finish in time"
+    assert [p.exitcode for p in procs] == [0, 0]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """One 2-process run of every job (spawning costs seconds: once for the module)."""
+    folder = tmp_path_factory.mktemp("ranks")
+    M, _, _ = problem()
+    cuts = [0, 400, 401, 1100, 1500]  # uneven blocks, one of a single record; mixed formats
+    for i, fmt in enumerate(["coo", "csr", "csc", "csr"]):
+        sp.save_npz(folder / f"block-{i}.npz", M[:, cuts[i]: cuts[i + 1]].asformat(fmt))
+    half = {**SETTINGS, "max_epochs": 150, "checkpoint": str(folder / "ck.pt")}
+    resumed = {**SETTINGS, "resume": str(folder / "ck.pt")}
+    jobs = [("matrix", "matrix", SETTINGS), ("files", "files", SETTINGS),
+            ("half", "matrix", half), ("resumed", "matrix", resumed),
+            ("root", "matrix", {**SETTINGS, "result_on": "root"}),
+            ("bad", "bad-rank-1", SETTINGS),
+            ("exact", "matrix", {"method": "exact"})]
+    run_two(folder, jobs)
+    return folder
+
+
+def single_process(**kwargs):
+    M, y, d = problem()
+    return calibrate(ColumnShards.from_matrix(M), y, init_weights=d, **{**SETTINGS, **kwargs})
+
+
+def test_two_ranks_give_the_one_process_answer(two_ranks):
+    one = single_process()
+    assert one.info["ranks"] == 1 and one.status == "exact"
+    for rank in range(2):
+        w = np.load(two_ranks / f"matrix-{rank}.npy")
+        assert np.array_equal(np.flatnonzero(w), one.support)  # the same support
+        kept = one.support
+        assert np.abs(w[kept] - one.weights[kept]).max() / one.weights[kept].min() <= 1e-12
+    info = json.loads((two_ranks / "matrix-0.json").read_text())["info"]
+    assert "'ranks': 2" in str(info) or info["ranks"] == 2
+
+
+def test_column_block_files_load_shard_by_shard(two_ranks):
+    matrix, files = (np.load(two_ranks / f"{name}-0.npy") for name in ("matrix", "files"))
+    assert np.array_equal(np.flatnonzero(files), np.flatnonzero(matrix))
+    np.testing.assert_allclose(files, matrix, rtol=1e-12, atol=0)
+    one = calibrate(ColumnShards.from_files(sorted(two_ranks.glob("block-*.npz"))),
+                    problem()[1], init_weights=problem()[2], **SETTINGS)
+    np.testing.assert_allclose(one.weights, matrix, rtol=1e-12, atol=0)
+
+
+def test_resume_per_rank_is_bit_identical_to_the_uninterrupted_run(two_ranks):
+    assert sorted(p.name for p in two_ranks.glob("ck.pt.rank*")) == [
+        "ck.pt.rank0-of-2", "ck.pt.rank1-of-2"]
+    for rank in range(2):
+        assert np.array_equal(np.load(two_ranks / f"resumed-{rank}.npy"),
+                              np.load(two_ranks / f"matrix-{rank}.npy"))
+
+
+def test_the_result_on_rank_zero_only(two_ranks):
+    assert (two_ranks / "root-1.none").exists()
+    np.testing.assert_array_equal(np.load(two_ranks / "root-0.npy"),
+                                  np.load(two_ranks / "matrix-0.npy"))
+
+
+def test_a_bad_block_on_one_rank_fails_every_rank_without_a_hang(two_ranks):
+    own = (two_ranks / "bad-1.err").read_text()
+    other = (two_ranks / "bad-0.err").read_text()
+    assert own.startswith("ValueError: `loader(1, 2)` must be finite")
+    assert other.startswith("ValueError: rank 1 of 2 failed: ValueError: `loader(1, 2)` must be")
+
+
+def test_the_exact_method_refuses_shards(two_ranks):
+    for rank in range(2):
+        text = (two_ranks / f"exact-{rank}.err").read_text()
+        assert "`method` must be 'l0' for a matrix in ColumnShards; got 'exact'" in text
+
+
+def test_a_rank_that_never_starts_is_a_clear_error_not_a_hang():
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(free_port())}
+    code = "from l0.calibration.shards import init_distributed; init_distributed(timeout=3)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=90)
+    assert done.returncode != 0
+    assert "rank 0 of 2 could not join the process group" in done.stderr
+    assert "within 3 s" in done.stderr
+
+
+def test_init_distributed_outside_torchrun_says_what_is_missing(monkeypatch):
+    from l0.calibration.shards import init_distributed
+
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RuntimeError, match="init_distributed needs the torchrun environment"):
+        init_distributed()
+
+
+def test_noise_does_not_depend_on_how_records_are_split():
+    whole = BlockNoise(7, 0, 20_000)(3)
+    for cuts in ([0, 1, 20_000], [0, 4095, 4097, 13_000, 20_000]):
+        parts = [BlockNoise(7, a, b - a)(3) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        assert torch.equal(torch.cat(parts), whole)
+    assert not torch.equal(BlockNoise(7, 0, 100)(4), whole[:100])  # a new epoch, new draws
+    assert not torch.equal(BlockNoise(8, 0, 100)(3), whole[:100])  # a new seed, new draws
+    draws = whole.double()
+    assert 0.0 < draws.min() and draws.max() < 1.0 and abs(draws.mean() - 0.5) < 0.01
+
+
+def test_files_are_dealt_in_contiguous_runs_of_about_equal_records():
+    assert _file_runs(np.array([25, 25, 25, 25]), 2) == [(0, 2), (2, 4)]
+    assert _file_runs(np.array([10, 90]), 2) == [(0, 1), (1, 2)]
+    assert sorted(_file_runs(np.array([50]), 2)) in ([(0, 0), (0, 1)], [(0, 1), (1, 1)])
+    runs = _file_runs(np.full(10, 7), 4)
+    assert runs[0][0] == 0 and runs[-1][1] == 10
+    assert all(a[1] == b[0] for a, b in zip(runs[:-1], runs[1:], strict=True))
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda tmp: ColumnShards.from_files("a.npz"), TypeError, "`paths` must be a list"),
+        (lambda tmp: ColumnShards.from_files([]), ValueError, "`paths` must be at least one"),
+        (lambda tmp: ColumnShards.from_callable(5), TypeError, "`loader` must be a callable"),
+        (lambda tmp: ColumnShards.from_files([tmp / "missing.npz"]).load(Communicator(False)),
+         ValueError, "does not exist"),
+        (lambda tmp: ColumnShards.from_files([_not_npz(tmp)]).load(Communicator(False)),
+         ValueError, "is not a scipy.sparse.save_npz file"),
+        (lambda tmp: ColumnShards.from_files(_mismatched(tmp)).load(Communicator(False)),
+         ValueError, r"must have the same rows \(targets\); got \[2, 3\]"),
+    ],
+)
+def test_bad_shards_name_the_problem(tmp_path, make, error, message):
+    with pytest.raises(error, match=message):
+        make(tmp_path)
+
+
+def _not_npz(folder: Path) -> Path:
+    path = folder / "x.npz"
+    path.write_text("not a zip")
+    return path
+
+
+def _mismatched(folder: Path) -> list[Path]:
+    paths = [folder / "a.npz", folder / "b.npz"]
+    sp.save_npz(paths[0], sp.csr_array(np.ones((2, 3))))
+    sp.save_npz(paths[1], sp.csr_array(np.ones((3, 3))))
+    return paths
+
+
+def test_shards_refuse_frontier_and_non_cpu_devices():
+    M, y, _ = problem()
+    with pytest.raises(ValueError, match="`method` must be 'l0' for a matrix in ColumnShards"):
+        calibrate(ColumnShards.from_matrix(M), y, method="raking")
+    with pytest.raises(ValueError, match="`init_weights` must be of length 1500"):
+        calibrate(ColumnShards.from_matrix(M), y, init_weights=np.ones(10), **SETTINGS)
