@@ -53,6 +53,8 @@ def _worker(rank: int, world: int, port: int, folder: str, jobs: list) -> None:
         for name, source, kwargs in jobs:
             if source == "files":
                 shards = ColumnShards.from_files(sorted(Path(folder).glob("block-*.npz")))
+            elif source == "one-file":  # one rank gets every record, the other none
+                shards = ColumnShards.from_files([Path(folder, "whole.npz")])
             elif source == "bad-rank-1":
                 shards = ColumnShards.from_callable(
                     lambda r, w: np.full((2, 3), np.nan if r == 1 else 1.0))
@@ -73,11 +75,11 @@ def _worker(rank: int, world: int, port: int, folder: str, jobs: list) -> None:
         dist.destroy_process_group()
 
 
-def run_two(folder: Path, jobs: list) -> None:
+def run_ranks(folder: Path, jobs: list, world: int = 2) -> None:
     context = mp.get_context("spawn")
     port = free_port()
-    procs = [context.Process(target=_worker, args=(r, 2, port, str(folder), jobs))
-             for r in range(2)]
+    procs = [context.Process(target=_worker, args=(r, world, port, str(folder), jobs))
+             for r in range(world)]
     for p in procs:
         p.start()
     for p in procs:
@@ -86,7 +88,7 @@ def run_two(folder: Path, jobs: list) -> None:
     for p in alive:
         p.kill()
     assert not alive, "a rank did not finish in time"
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert [p.exitcode for p in procs] == [0] * world
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +99,16 @@ def two_ranks(tmp_path_factory):
     cuts = [0, 400, 401, 1100, 1500]  # uneven blocks, one of a single record; mixed formats
     for i, fmt in enumerate(["coo", "csr", "csc", "csr"]):
         sp.save_npz(folder / f"block-{i}.npz", M[:, cuts[i]: cuts[i + 1]].asformat(fmt))
+    sp.save_npz(folder / "whole.npz", M)
     half = {**SETTINGS, "max_epochs": 150, "checkpoint": str(folder / "ck.pt")}
     resumed = {**SETTINGS, "resume": str(folder / "ck.pt")}
     jobs = [("matrix", "matrix", SETTINGS), ("files", "files", SETTINGS),
+            ("one-file", "one-file", SETTINGS),
             ("half", "matrix", half), ("resumed", "matrix", resumed),
             ("root", "matrix", {**SETTINGS, "result_on": "root"}),
             ("bad", "bad-rank-1", SETTINGS),
             ("exact", "matrix", {"method": "exact"})]
-    run_two(folder, jobs)
+    run_ranks(folder, jobs)
     return folder
 
 
@@ -125,10 +129,21 @@ def test_two_ranks_give_the_one_process_answer(two_ranks):
     assert "'ranks': 2" in str(info) or info["ranks"] == 2
 
 
+def test_four_ranks_give_the_same_answer_too(tmp_path, two_ranks):
+    run_ranks(tmp_path, [("matrix", "matrix", SETTINGS)], world=4)
+    two = np.load(two_ranks / "matrix-0.npy")
+    for rank in range(4):
+        w = np.load(tmp_path / f"matrix-{rank}.npy")
+        assert np.array_equal(np.flatnonzero(w), np.flatnonzero(two))
+        kept = np.flatnonzero(two)
+        assert np.abs(w[kept] - two[kept]).max() / two[kept].min() <= 1e-12
+
+
 def test_column_block_files_load_shard_by_shard(two_ranks):
     matrix, files = (np.load(two_ranks / f"{name}-0.npy") for name in ("matrix", "files"))
     assert np.array_equal(np.flatnonzero(files), np.flatnonzero(matrix))
     np.testing.assert_allclose(files, matrix, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(np.load(two_ranks / "one-file-1.npy"), matrix, rtol=1e-12, atol=0)
     one = calibrate(ColumnShards.from_files(sorted(two_ranks.glob("block-*.npz"))),
                     problem()[1], init_weights=problem()[2], **SETTINGS)
     np.testing.assert_allclose(one.weights, matrix, rtol=1e-12, atol=0)
@@ -239,3 +254,29 @@ def test_shards_refuse_frontier_and_non_cpu_devices():
         calibrate(ColumnShards.from_matrix(M), y, method="raking")
     with pytest.raises(ValueError, match="`init_weights` must be of length 1500"):
         calibrate(ColumnShards.from_matrix(M), y, init_weights=np.ones(10), **SETTINGS)
+
+
+def test_the_readme_torchrun_recipe_runs_on_two_ranks(tmp_path):
+    """The README's script, as written, under `torchrun --nproc_per_node=2` (tiny blocks)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    script = readme.split("Save as `calibrate_sharded.py`:")[1].split("```text\n")[1]
+    script = script.split("```")[0]
+    (tmp_path / "calibrate_sharded.py").write_text(script)
+    blocks = tmp_path / "blocks"
+    blocks.mkdir()
+    rng = np.random.default_rng(5)
+    M = sp.random_array((6, 200 * 4), density=0.5, rng=rng, format="csc")
+    M.data = rng.uniform(1.0, 2.0, M.nnz)
+    for i in range(200):
+        sp.save_npz(blocks / f"block-{i:04d}.npz", sp.coo_array(M[:, 4 * i: 4 * i + 4]))
+    np.save(blocks / "y.npy", M @ rng.uniform(0.5, 2.0, M.shape[1]))
+    script = (tmp_path / "calibrate_sharded.py").read_text().replace("500_000", "300")
+    (tmp_path / "calibrate_sharded.py").write_text(script)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         f"--master_port={free_port()}", "calibrate_sharded.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("l0 calibration (exact): 6 targets (6 met)") == 1  # rank 0 only
+    assert "of 800 records kept" in done.stdout

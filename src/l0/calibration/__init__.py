@@ -8,6 +8,8 @@
   long targets table → :class:`Targets` (``M, y, names, groups``).
 * :func:`clone_into_areas` — records cloned into areas, with area and aggregate targets →
   :class:`ClonedTargets`, whose weights map back to (record, area).
+* :class:`ColumnShards` — the records split over the processes of a ``torch.distributed`` job
+  (pass it as ``M``); :func:`init_distributed` joins a ``torchrun`` job with a timeout.
 * :class:`SparseCalibrationWeights` — the l0-python 0.6.x estimator, drop-in, on the same engine.
 * :class:`SparseCalibrator` — calibration as a scikit-learn estimator (``X``: targets × records),
   importable once scikit-learn is installed.
@@ -22,6 +24,7 @@ from .geography import ClonedTargets, clone_into_areas
 from .margins import Count, Total, build_targets
 from .options import ClassicalOptions, ExactOptions, L0Options
 from .result import STATUSES, CalibrationResult
+from .shards import ColumnShards, init_distributed
 from .targets import Targets
 
 
@@ -42,6 +45,8 @@ __all__ = [
     "Total",
     "Targets",
     "ClonedTargets",
+    "ColumnShards",
+    "init_distributed",
     "SparseCalibrationWeights",
     "CalibrationResult",
     "CalibrationProblem",

@@ -58,8 +58,10 @@ class Communicator:
         values = np.ascontiguousarray(values)
         if self.world == 1:
             return values.copy()
+        if not values.flags.writeable:  # torch.from_numpy wants a writable array
+            values = values.copy()
         sizes = self.sizes(values.size)
-        padded = torch.zeros(max(sizes), dtype=torch.from_numpy(values[:0]).dtype)
+        padded = torch.zeros(max(sizes), dtype=torch.from_numpy(np.empty(0, values.dtype)).dtype)
         padded[: values.size] = torch.from_numpy(values)
         if root_only:
             parts = [torch.empty_like(padded) for _ in range(self.world)] if self.rank == 0 \

@@ -44,8 +44,10 @@ def _to_numpy_or_sparse(M: Any, name: str) -> Any:
     raise fail(name, _MATRIX_TYPES, M, TypeError)
 
 
-def as_csr(M: Any, name: str = "M") -> sp.csr_array:
+def as_csr(M: Any, name: str = "M", *, allow_no_columns: bool = False) -> sp.csr_array:
     """``M`` as a canonical float64 CSR array; no copy when it already is one.
+
+    ``allow_no_columns``: a rank's block of a sharded matrix may hold no records.
 
     Raises
     ------
@@ -66,7 +68,7 @@ def as_csr(M: Any, name: str = "M") -> sp.csr_array:
         raise fail(name, _MATRIX_TYPES, f"a sparse array with shape {M.shape}")
     if M.dtype != bool and (np.iscomplexobj(M) or not np.issubdtype(M.dtype, np.number)):
         raise fail(name, "a real numeric matrix", f"dtype {M.dtype}", TypeError)
-    if 0 in M.shape:
+    if M.shape[0] == 0 or (M.shape[1] == 0 and not allow_no_columns):
         raise fail(name, "a matrix with at least one row and one column", f"shape {M.shape}")
     csr = M if (M.format == "csr" and M.dtype == np.float64) else sp.csr_array(M, dtype=np.float64)
     if not isinstance(csr, sp.csr_array):

@@ -114,8 +114,19 @@ class CalibrationProblem:
 
     @functools.cached_property
     def _scaled(self) -> tuple[sp.csr_array, np.ndarray]:
-        s = np.maximum(np.abs(self.y), self.relative_floor)
+        s = self.row_scale()
         return sp.csr_array(sp.diags_array(1.0 / s) @ self.M), self.y / s
+
+    def row_scale(self) -> np.ndarray:
+        """``max(|y|, relative_floor)``: the divisor that puts each row in relative units."""
+        return np.maximum(np.abs(self.y), self.relative_floor)
+
+    def scaled_columns(self, index: np.ndarray) -> sp.csr_array:
+        """The scaled rows restricted to some records, without scaling the whole matrix (from
+        the cached :meth:`scaled` when it exists)."""
+        if "_scaled" in self.__dict__:
+            return sp.csr_array(self._scaled[0][:, index])
+        return sp.csr_array(sp.diags_array(1.0 / self.row_scale()) @ self.M[:, index])
 
     def ratio_system(self) -> tuple[sp.csr_array, np.ndarray, np.ndarray]:
         """``(A diag(d), b, tau)``: the calibration equations in the ratios ``x = w/d``, rows in
@@ -132,7 +143,7 @@ class CalibrationProblem:
         in relative units (closed form); nan when no estimate is non-zero or it is not finite."""
         weighted = self.coef * scaled_estimate
         with np.errstate(over="ignore", invalid="ignore"):
-            numerator = float(weighted @ self.scaled()[1])
+            numerator = float(weighted @ (self.y / self.row_scale()))
             denominator = float(weighted @ scaled_estimate)
         factor = numerator / denominator if denominator > 0 else math.nan
         return factor if math.isfinite(factor) else math.nan
@@ -263,9 +274,11 @@ def _check_bounds(bounds: Any) -> tuple[float, float]:
 
 
 def _rows_with(M: sp.csr_array, mask: np.ndarray) -> np.ndarray:
-    """How many stored entries of each row ``mask`` (one flag per stored entry) holds for."""
-    rows = np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
-    return np.bincount(rows[mask], minlength=M.shape[0]).astype(np.float64)
+    """How many stored entries of each row ``mask`` (one flag per stored entry) holds for
+    (a running count over the entries: 4 bytes per entry, not a row index of 8)."""
+    dtype = np.int32 if M.nnz < np.iinfo(np.int32).max else np.int64
+    running = np.concatenate([np.zeros(1, dtype), np.cumsum(mask, dtype=dtype)])
+    return (running[M.indptr[1:]] - running[M.indptr[:-1]]).astype(np.float64)
 
 
 def _warn_about_targets(problem: CalibrationProblem) -> None:
@@ -367,7 +380,7 @@ def _validated(M: Any, y: Any, init_weights: Any, loss: Any, target_groups: Any,
                normalize_groups: Any, group_multipliers: Any, target_weights: Any,
                tolerance: Any, bounds: Any, cap: Any, relative_floor: Any, normalize_loss: Any,
                target_names: Any, shards: Any) -> CalibrationProblem:
-    M = as_csr(M, "M")
+    M = as_csr(M, "M", allow_no_columns=shards is not None)
     n_targets, n_records = M.shape
     y = as_vector(y, "y").copy()
     if y.shape[0] != n_targets:

@@ -149,11 +149,6 @@ class GradientEngine:
         s = self.settings
         return F.prob_nonzero(self.log_alpha.detach(), s.temperature, s.gamma, s.zeta)
 
-    def expected_count(self) -> float:
-        """The expected number of open gates over every record."""
-        local = float(self.expected_open().sum())
-        return local if self.comm is None else self.comm.total(local)[0]
-
     def _estimates(self, weights: Tensor, *scalars: float) -> tuple[Tensor, list[float]]:
         """``M @ w`` over every record, with scalars summed in the same reduction."""
         local = self.backend.matvec(weights)
@@ -225,15 +220,18 @@ class GradientEngine:
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, float]:
-        """Loss and errors of the deterministic (test-time) weights."""
+        """Loss and errors of the deterministic (test-time) weights, the open and the expected
+        number of open gates (one reduction when sharded)."""
         weights = self.open_weights() * self.deterministic_gates()
-        estimates, (n_open,) = self._estimates(weights, float((weights > 0).sum()))
+        estimates, (n_open, expected) = self._estimates(
+            weights, float((weights > 0).sum()), float(self.expected_open().sum()))
         errors = np.abs(self.problem.relative_errors(estimates.cpu().numpy()))
         return {
             "deterministic_loss": self.objective.loss(estimates),
             "mean_error": float(errors.mean()),
             "max_error": float(errors.max()),
             "n_open": int(n_open),
+            "expected_open": expected,
         }
 
     # ---------------------------------------------------------------- checkpoints

@@ -161,7 +161,6 @@ class TrainingLoop:
         engine, rule, st = self.engine, self.rule, self.state
         row = {"epoch": engine.epoch, "objective": st.window_sum / st.window_len}
         row.update(engine.evaluate())
-        row["expected_open"] = engine.expected_count()
         row["l0_multiplier"] = engine.l0_weight * self.n_scale
         st.history.append(row)
         within = st.window_data == 0.0  # every sampled epoch of the window met every band

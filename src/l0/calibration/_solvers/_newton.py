@@ -135,12 +135,15 @@ def _cg_step(A: sp.csr_array, At: sp.csr_array, v: np.ndarray, r: np.ndarray,
              reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Solve ``(Σ_ranks A diag(v) Aᵀ) x = r`` matrix-free: Jacobi-preconditioned conjugate
     gradients, one target-length reduction per iteration (``A`` is this rank's columns; no Q × Q
-    matrix is formed). Rows the support does not touch (zero diagonal) are left out."""
+    matrix is formed). Rows the support does not touch (zero diagonal) are left out. Returns the
+    iterate of smallest residual: near the solution rounding makes later iterates wander."""
     diag = reduce(A.power(2) @ v)
     inverse = np.divide(1.0, diag, out=np.zeros_like(diag), where=diag > 0)
     x = np.zeros_like(r)
     residual = np.where(diag > 0, r, 0.0)
-    target = 1e-11 * float(np.linalg.norm(residual))
+    norm = float(np.linalg.norm(residual))
+    target = 1e-11 * norm
+    best, best_norm, since_best = x.copy(), norm, 0
     z = inverse * residual
     p, rz = z.copy(), float(residual @ z)
     for _ in range(min(max(50, 2 * len(r)), 2000)):
@@ -151,12 +154,17 @@ def _cg_step(A: sp.csr_array, At: sp.csr_array, v: np.ndarray, r: np.ndarray,
         alpha = rz / curvature
         x += alpha * p
         residual -= alpha * Hp
-        if float(np.linalg.norm(residual)) <= target:
+        norm = float(np.linalg.norm(residual))
+        if norm < best_norm:
+            best, best_norm, since_best = x.copy(), norm, 0
+        else:
+            since_best += 1
+        if norm <= target or since_best >= 25:
             break
         z = inverse * residual
         rz, previous = float(residual @ z), rz
         p = z + (rz / previous) * p
-    return x
+    return best
 
 
 def _smaller(A: sp.csr_array, b: np.ndarray, w: np.ndarray, residual: float,

@@ -63,32 +63,52 @@ def starting_log_ratios(problem: CalibrationProblem) -> np.ndarray:
     closed form, clipped into the bounds. Records of no positive target start from the common
     factor. Every product is formed in relative units, so totals up to 1e300 start in reach."""
     d, y = problem.design, problem.y
-    A, _ = problem.scaled()  # rows in relative units: no square below overflows, even at 1e300
+    scale = problem.row_scale()  # rows in relative units: no square overflows, even at 1e300
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         estimate = problem.estimate(d)
         usable = (estimate > 0) & (y > 0)
         log_ratio = np.where(usable, np.log(np.where(usable, y / estimate, 1.0)), 0.0)
         # entry weights c_i (A_ij)^2 in log space, scaled per record by its largest: the mean
-        # over a record's targets is unchanged and (1e-300)^2 no longer underflows to 0
-        coo = A.tocoo()
-        rows, cols = coo.row, coo.col
-        keep = (coo.data > 0) & usable[rows] & (problem.coef[rows] > 0)
-        rows, cols = rows[keep], cols[keep]
-        log_w = np.log(problem.coef[rows]) + 2.0 * np.log(coo.data[keep])
-        top = np.full(problem.n_records, -np.inf)
-        np.maximum.at(top, cols, log_w)
-        w = np.exp(log_w - top[cols])
-        weight = np.bincount(cols, w, minlength=problem.n_records)
-        total = np.bincount(cols, w * log_ratio[rows], minlength=problem.n_records)
+        # over a record's targets is unchanged and (1e-300)^2 no longer underflows to 0. Two
+        # passes over blocks of rows, so the temporaries stay a few MB at any size.
+        n = problem.n_records
+        top = np.full(n, -np.inf)
+        for _rows, cols, log_w in _entry_log_weights(problem.M, scale, usable, problem.coef):
+            np.maximum.at(top, cols, log_w)
+        weight, total = np.zeros(n), np.zeros(n)
+        for rows, cols, log_w in _entry_log_weights(problem.M, scale, usable, problem.coef):
+            w = np.exp(log_w - top[cols])
+            weight += np.bincount(cols, w, minlength=n)
+            total += np.bincount(cols, w * log_ratio[rows], minlength=n)
         theta = np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), 0.0)
         theta = np.nan_to_num(theta, nan=0.0, posinf=0.0, neginf=0.0)
         factor = problem.common_factor(
-            problem.total(A @ (d * np.exp(np.clip(theta, -700.0, 700.0)))))
+            problem.estimate(d * np.exp(np.clip(theta, -700.0, 700.0))) / scale)
     if not factor > 0:  # nan or not positive
         factor = 1.0
     theta = theta + np.log(factor)
     low, high = problem.bounds
     return np.clip(theta, np.log(max(low, 1e-300)), np.log(high) if np.isfinite(high) else 700.0)
+
+
+def _entry_log_weights(M: Any, scale: np.ndarray, usable: np.ndarray, coef: np.ndarray,
+                       block: int = 1 << 20) -> Any:
+    """(rows, columns, log(c_i A_ij^2)) of the positive entries of usable targets, with
+    ``A_ij = M_ij / scale_i`` formed in log space, a block of about ``block`` stored entries at a
+    time (no scaled copy of ``M``)."""
+    indptr = M.indptr
+    log_coef = np.log(np.where(coef > 0, coef, 1.0)) - 2.0 * np.log(scale)
+    start = 0
+    while start < M.shape[0]:
+        stop = max(start + 1, int(np.searchsorted(indptr, indptr[start] + block, "right")) - 1)
+        stop = min(stop, M.shape[0])
+        lo, hi = indptr[start], indptr[stop]
+        rows = np.repeat(np.arange(start, stop), np.diff(indptr[start: stop + 1]))
+        data, cols = M.data[lo:hi], M.indices[lo:hi]
+        keep = (data > 0) & usable[rows] & (coef[rows] > 0)
+        rows, cols = rows[keep], cols[keep]
+        yield rows, cols, log_coef[rows] + 2.0 * np.log(data[keep])
+        start = stop
 
 
 def _fingerprint(problem: CalibrationProblem, *extra: Any) -> str:
@@ -279,7 +299,9 @@ def _price_in(problem: CalibrationProblem, ratios: np.ndarray, lam: np.ndarray, 
 
 def _gates_candidate(problem: CalibrationProblem, opts: L0Options,
                      k: int | None) -> tuple[np.ndarray, dict, GradientEngine, TrainingLoop]:
+    trained = time.perf_counter()
     engine, loop = train_gates(problem, opts, k)
+    training = {"seconds": time.perf_counter() - trained, "epochs": engine.epoch}
     support = gate_support(engine, k)
     if len(support) == 0:
         warnings.warn(
@@ -291,7 +313,8 @@ def _gates_candidate(problem: CalibrationProblem, opts: L0Options,
         )
     gate_ratios = (engine.open_weights() * engine.deterministic_gates()).cpu().numpy()
     gate_ratios = gate_ratios / problem.design
-    info: dict[str, Any] = {"selection": "gates", "support_before_refit": len(support)}
+    info: dict[str, Any] = {"selection": "gates", "support_before_refit": len(support),
+                            "training": training}
     low, high = problem.bounds
     if not opts.refit:
         ratios = np.zeros(problem.n_records)

@@ -241,9 +241,9 @@ def refit_on_support(
     """
     if problem.total(np.array([float(len(support))]))[0] == 0:
         return None, None
-    A, b = problem.scaled()
+    b = problem.y / problem.row_scale()
     design = problem.design[support]
-    sub = sp.csr_array(A[:, support])
+    sub = problem.scaled_columns(support)
     scale = problem.common_factor(problem.total(sub @ design))
     if not scale > 0:  # nan or not positive
         all_design, kept_design = problem.total(np.array([problem.design.sum(), design.sum()]))

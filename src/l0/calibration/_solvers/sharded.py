@@ -47,7 +47,10 @@ def solve_l0_sharded(problem: CalibrationProblem, opts: L0Options) -> Calibratio
         problem = replace(problem, tolerance=np.maximum(problem.tolerance, band))
     seed = opts.seed if opts.seed is not None else comm.broadcast(secrets.randbits(63))
     noise = BlockNoise(seed, shards.offset, shards.n_local)
+    calls, floats, trained = comm.calls, comm.floats, time.perf_counter()
     engine, loop = train_gates(problem, opts, k, noise=noise)
+    training = {"seconds": time.perf_counter() - trained, "epochs": engine.epoch,
+                "reductions": comm.calls - calls, "floats_reduced": comm.floats - floats}
     support = gate_support(engine, k)
     gate_ratios = (engine.open_weights() * engine.deterministic_gates()).numpy() / problem.design
     low, high = problem.bounds
@@ -66,6 +69,7 @@ def solve_l0_sharded(problem: CalibrationProblem, opts: L0Options) -> Calibratio
         ratios[support] = np.clip(gate_ratios[support], low, high)
     weights = ratios * problem.design
     estimates = problem.estimate(weights)
+    info["training"] = training
     info["communication"] = {"reductions": comm.calls, "floats_reduced": comm.floats}
     root_only = opts.result_on == "root"
     all_weights = comm.gather(weights, root_only=root_only)
