@@ -248,10 +248,14 @@ def _mismatched(folder: Path) -> list[Path]:
     return paths
 
 
-def test_shards_refuse_frontier_and_non_cpu_devices():
+def test_shards_refuse_what_needs_one_process_and_wrong_design_weights():
+    from l0.calibration import frontier
+
     M, y, _ = problem()
     with pytest.raises(ValueError, match="`method` must be 'l0' for a matrix in ColumnShards"):
         calibrate(ColumnShards.from_matrix(M), y, method="raking")
+    with pytest.raises(ValueError, match=r"frontier\(\) runs in one process"):
+        frontier(ColumnShards.from_matrix(M), y, budgets=[10])
     with pytest.raises(ValueError, match="`init_weights` must be of length 1500"):
         calibrate(ColumnShards.from_matrix(M), y, init_weights=np.ones(10), **SETTINGS)
 

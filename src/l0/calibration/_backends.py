@@ -11,7 +11,8 @@ them are written once.
 * :class:`TorchBackend` (any torch device, e.g. CUDA): torch CSR tensors of ``M`` and ``M.T``.
 
 Both satisfy :class:`Backend`, the protocol the gate engine and the least-loss refit are written
-against (a distributed back-end implements the same four members).
+against. A sharded problem uses the same back-ends on its rank's block; the sums over the ranks
+are the problem's (``CalibrationProblem.total``) and the engine's, not the back-end's.
 """
 
 from __future__ import annotations

@@ -59,7 +59,12 @@ def frontier(M: Any, y: Any, budgets: Sequence[int], **kwargs: Any) -> Any:
     [[2, 2, 'exact'], [4, 4, 'exact']]
     """
     from ._frontier_table import FrontierTable
+    from .shards import ColumnShards
 
+    if isinstance(M, ColumnShards):
+        raise ValueError("frontier() runs in one process (its vertex search needs the whole "
+                         "matrix); got M as ColumnShards — pass the matrix itself, or call "
+                         "calibrate(shards, y, max_records=k) for each budget.")
     if kwargs.get("method", "l0") != "l0":
         raise fail("method", "'l0' (the frontier is over record budgets)", kwargs["method"])
     kwargs.pop("method", None)

@@ -70,8 +70,8 @@ class GradientEngine:
         (a sharded problem draws by global record index: :class:`._noise.BlockNoise`).
 
     When the problem is sharded (``problem.shards``), ``theta`` and ``log_alpha`` are this
-    rank's records, and an epoch sums the estimates (with the expected count) and the open
-    count over the ranks: two reductions, of Q + 1 and 2 floats.
+    rank's records, and an epoch sums the estimates, then the expected and the open count over
+    the ranks: two reductions, of Q and 2 floats (an evaluation adds one of Q + 2).
     """
 
     def __init__(
