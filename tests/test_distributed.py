@@ -27,6 +27,9 @@ from l0.calibration.shards import ColumnShards, _file_runs
 
 TIMEOUT = 120  # seconds for a whole 2-process run
 SETTINGS = {"max_records": 120, "max_epochs": 300, "progress": False, "seed": 3}
+# bounds the gates' support cannot meet exactly: the least-loss refit runs (sharded: the same
+# L-BFGS-B on every rank over the gathered support vector)
+REPAIR = {**SETTINGS, "max_records": 300, "bounds": (0.0, 1.6)}
 
 
 def problem(seed: int = 0, n: int = 1500, q: int = 25):
@@ -107,6 +110,7 @@ def two_ranks(tmp_path_factory):
             ("half", "matrix", half), ("resumed", "matrix", resumed),
             ("root", "matrix", {**SETTINGS, "result_on": "root"}),
             ("bad", "bad-rank-1", SETTINGS),
+            ("repair", "matrix", REPAIR),
             ("exact", "matrix", {"method": "exact"})]
     run_ranks(folder, jobs)
     return folder
@@ -137,6 +141,19 @@ def test_four_ranks_give_the_same_answer_too(tmp_path, two_ranks):
         assert np.array_equal(np.flatnonzero(w), np.flatnonzero(two))
         kept = np.flatnonzero(two)
         assert np.abs(w[kept] - two[kept]).max() / two[kept].min() <= 1e-12
+
+
+def test_the_least_loss_refit_runs_sharded_and_agrees(two_ranks):
+    one = single_process(**REPAIR)
+    assert one.info["refit"] == "least loss" and one.status == "closest"
+    info = json.loads((two_ranks / "repair-0.json").read_text())["info"]
+    assert info["refit"] == "least loss"
+    for rank in range(2):
+        w = np.load(two_ranks / f"repair-{rank}.npy")
+        assert np.array_equal(np.flatnonzero(w), one.support)
+        assert (w[one.support] <= 1.6 * problem()[2][one.support] * (1 + 1e-12)).all()
+        kept = one.support
+        assert np.abs(w[kept] - one.weights[kept]).max() / one.weights[kept].min() <= 1e-12
 
 
 def test_column_block_files_load_shard_by_shard(two_ranks):

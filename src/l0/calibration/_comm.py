@@ -121,6 +121,18 @@ class ShardLayout:
     def __init__(self, comm: Communicator, offset: int, n_local: int, n_total: int) -> None:
         self.comm, self.offset, self.n_local, self.n_total = comm, offset, n_local, n_total
 
+    def smallest(self, index: np.ndarray, score: np.ndarray, count: int) -> np.ndarray:
+        """Of every rank's candidates (sorted local ``index``, ``score[i]`` that of
+        ``index[i]``), the ``count`` of smallest score over all ranks, ties to the lower global
+        index: this rank's among them, as sorted local indices. Each rank offers at most
+        ``count``; O(count · ranks) numbers move."""
+        order = np.argsort(score, kind="stable")[:count]
+        offered = self.comm.gather(score[order])
+        where = self.comm.gather(index[order] + self.offset)
+        chosen = where[np.lexsort((where, offered))[:count]]
+        mine = chosen[(chosen >= self.offset) & (chosen < self.offset + self.n_local)]
+        return np.sort(mine - self.offset)
+
     def __repr__(self) -> str:
         return (f"ShardLayout(rank={self.comm.rank}, world={self.comm.world}, "
                 f"offset={self.offset}, n_local={self.n_local}, n_total={self.n_total})")

@@ -49,7 +49,8 @@ from .exact import lp_vertex
 from .prune import prune_to_budget
 from .refit import refit_on_support, refit_with_repair
 
-__all__ = ["solve_l0", "starting_log_ratios", "train_gates", "gate_support", "VERTEX_UP_TO_NNZ"]
+__all__ = ["solve_l0", "starting_log_ratios", "train_gates", "gate_support", "gates_candidate",
+           "with_error_band", "VERTEX_UP_TO_NNZ"]
 
 VERTEX_UP_TO_NNZ = 5_000_000  # selection="auto" uses the LP vertex up to this many non-zeros
 _PRUNE_STEPS = (0.2, 0.1, 0.05)  # fractions of the support dropped per step of the descent
@@ -177,19 +178,14 @@ def gate_support(engine: GradientEngine, k: int | None) -> np.ndarray:
     count = len(support) if shards is None else int(shards.comm.total(len(support))[0])
     if k is None or count <= k:
         return support
-    logits = engine.log_alpha.detach().cpu().numpy()
-    best = support[np.argsort(-logits[support], kind="stable")[:k]]
-    if shards is None:
-        return np.sort(best)
-    offered = shards.comm.gather(logits[best])
-    index = shards.comm.gather(best + shards.offset)
-    chosen = index[np.lexsort((index, -offered))[:k]]
-    mine = chosen[(chosen >= shards.offset) & (chosen < shards.offset + shards.n_local)]
-    return np.sort(mine - shards.offset)
+    logits = engine.log_alpha.detach().cpu().numpy()[support]
+    if shards is not None:
+        return shards.smallest(support, -logits, k)
+    return np.sort(support[np.argsort(-logits, kind="stable")[:k]])
 
 
 def _exact(problem: CalibrationProblem, ratios: np.ndarray) -> bool:
-    return bool(problem.met(problem.M @ (ratios * problem.design)).all())
+    return bool(problem.met(problem.estimate(ratios * problem.design)).all())
 
 
 def _vertex_candidate(problem: CalibrationProblem, k: int | None, opts: L0Options,
@@ -297,13 +293,21 @@ def _price_in(problem: CalibrationProblem, ratios: np.ndarray, lam: np.ndarray, 
     return more if better else ratios
 
 
-def _gates_candidate(problem: CalibrationProblem, opts: L0Options,
-                     k: int | None) -> tuple[np.ndarray, dict, GradientEngine, TrainingLoop]:
+def gates_candidate(problem: CalibrationProblem, opts: L0Options, k: int | None, *,
+                    noise: Any = None) -> tuple[np.ndarray, dict, GradientEngine, TrainingLoop]:
+    """Train the gates, cut their support to ``k``, refit it (minimum distance, else least
+    loss with repair, then minimum distance if that became exact). Sharded problems too: every
+    count and estimate is summed over the ranks (``noise``: their gate noise source)."""
+    comm = None if problem.shards is None else problem.shards.comm
+    calls, floats = (comm.calls, comm.floats) if comm is not None else (0, 0)
     trained = time.perf_counter()
-    engine, loop = train_gates(problem, opts, k)
+    engine, loop = train_gates(problem, opts, k, noise=noise)
     training = {"seconds": time.perf_counter() - trained, "epochs": engine.epoch}
+    if comm is not None:  # what the gate training sent (the benchmark reports it per epoch)
+        training.update(reductions=comm.calls - calls, floats_reduced=comm.floats - floats)
     support = gate_support(engine, k)
-    if len(support) == 0:
+    n_support = int(problem.total(np.array([float(len(support))]))[0])
+    if n_support == 0:
         warnings.warn(
             "every gate closed: no record is kept and every estimate is 0. `lambda_l0` "
             f"({opts.lambda_l0:g}) is too strong for this problem; lower it or ask for a number "
@@ -313,7 +317,7 @@ def _gates_candidate(problem: CalibrationProblem, opts: L0Options,
         )
     gate_ratios = (engine.open_weights() * engine.deterministic_gates()).cpu().numpy()
     gate_ratios = gate_ratios / problem.design
-    info: dict[str, Any] = {"selection": "gates", "support_before_refit": len(support),
+    info: dict[str, Any] = {"selection": "gates", "support_before_refit": n_support,
                             "training": training}
     low, high = problem.bounds
     if not opts.refit:
@@ -324,7 +328,7 @@ def _gates_candidate(problem: CalibrationProblem, opts: L0Options,
     if ratios is not None:
         info["refit"] = "minimum distance"
         return ratios, info, engine, loop
-    budget = k if k is not None else len(support)
+    budget = k if k is not None else n_support
     ratios, report, rounds = refit_with_repair(
         problem, engine.backend, support, gate_ratios[support], budget,
         closeness=opts.closeness, max_iter=opts.refit_iter,
@@ -337,6 +341,16 @@ def _gates_candidate(problem: CalibrationProblem, opts: L0Options,
     return ratios, info, engine, loop
 
 
+def with_error_band(problem: CalibrationProblem, target_error: float | None) -> CalibrationProblem:
+    """``target_error = ε``: every target's band widened to at least ε (in the loss's units)."""
+    if target_error is None:
+        return problem
+    band = target_error
+    if problem.loss == "absolute":
+        band = band * np.maximum(np.abs(problem.y), problem.relative_floor)
+    return replace(problem, tolerance=np.maximum(problem.tolerance, band))
+
+
 def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
              search: CappedVertexSearch | None = None) -> CalibrationResult:
     start = time.perf_counter()
@@ -344,11 +358,7 @@ def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
     k = opts.max_records
     if k is not None and k > n:
         raise fail("max_records", f"an int in [1, {n}] (at most the number of records)", k)
-    if opts.target_error is not None:
-        band = opts.target_error
-        if problem.loss == "absolute":
-            band = band * np.maximum(np.abs(problem.y), problem.relative_floor)
-        problem = replace(problem, tolerance=np.maximum(problem.tolerance, band))
+    problem = with_error_band(problem, opts.target_error)
     use_vertex = (k is not None or opts.target_error is not None) and (
         search is not None or problem.M.nnz <= VERTEX_UP_TO_NNZ)
     candidate = pruned = None
@@ -358,7 +368,7 @@ def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
             pruned = _pruned_candidate(problem, k, opts, search)
     engine = loop = None
     if candidate is None:
-        ratios, info, engine, loop = _gates_candidate(problem, opts, k)
+        ratios, info, engine, loop = gates_candidate(problem, opts, k)
         message = loop.state.reason
         if use_vertex and opts.selection == "gates" and not _exact(problem, ratios):
             fallback = _vertex_candidate(problem, k, opts, search)

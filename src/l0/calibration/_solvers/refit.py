@@ -36,6 +36,7 @@ import torch
 from .._objective import Objective
 from .._problem import CalibrationProblem
 from ._newton import solve_distance
+from ._support import support_view
 
 __all__ = ["PolishReport", "polish", "minimax_on_support", "refit_on_support",
            "refit_with_repair"]
@@ -64,29 +65,26 @@ def polish(
     Returns the ratios of all records (zero off the support) and a report. Stops early once every
     scaled residual is within its tolerance band plus ``stop_error``.
     """
-    ratios = np.zeros(problem.n_records)
-    if len(support) == 0:
-        return ratios, PolishReport(0, np.nan, np.nan, "empty support")
+    view = support_view(problem, backend, support)  # sharded: the whole support's vector
+    if view.size == 0:
+        return np.zeros(problem.n_records), PolishReport(0, np.nan, np.nan, "empty support")
     low, high = problem.bounds
-    sub = backend.columns(support)
     objective = Objective(problem, "cpu")
-    design = problem.design[support]
-    share = design / problem.design.sum()
-    device = getattr(sub, "device", torch.device("cpu"))
+    design = view.design
+    share = design / view.total_design
 
     def estimates(x: np.ndarray) -> torch.Tensor:
-        w = torch.as_tensor(design * x, dtype=torch.float64, device=device)
-        return sub.matvec(w).cpu()
+        return view.estimates(design * x)
 
     def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
         loss, grad_est = objective(estimates(x))
-        grad = design * sub.rmatvec(grad_est.to(device)).cpu().numpy()
+        grad = design * view.pull(grad_est)
         if closeness:
             loss += closeness * float(share @ (x - 1.0) ** 2)
             grad += 2.0 * closeness * share * (x - 1.0)
         return loss, grad
 
-    x0 = np.clip(start, low, high)
+    x0 = np.clip(view.whole(start), low, high)
     before = value_and_grad(x0)[0]
     # L-BFGS-B starts from an identity Hessian and its tolerances are absolute below f = 1, so
     # both the variables (u = x / x0, all of order 1) and the loss (f / f0) are rescaled.
@@ -116,11 +114,7 @@ def polish(
         )
 
     true_objective = objective
-    # squared norms of the scaled rows, formed entry by entry (1e300 totals do not overflow)
-    squared = sp.csr_array(sp.diags_array(1.0 / problem.scale) @ problem.M[:, support]
-                           @ sp.diags_array(design * unit_x))
-    squared.data = squared.data**2
-    norms = squared @ np.ones(len(support))
+    norms = view.squared_row_norms(problem.scale, design * unit_x)
     coef = np.where(norms > 0, problem.coef / np.where(norms > 0, norms, 1.0), 0.0)
     u = np.ones(len(x0)) if (x0 > 0).all() else x0 / unit_x
     if coef.sum() > 0:
@@ -132,9 +126,8 @@ def polish(
     result = run(u)
     iterations += int(result.nit)
     x = np.clip(result.x * unit_x, low, high)
-    ratios[support] = x
     after = value_and_grad(x)[0]
-    return ratios, PolishReport(iterations, before, after, str(result.message))
+    return view.ratios(x), PolishReport(iterations, before, after, str(result.message))
 
 
 def minimax_on_support(problem: CalibrationProblem, support: np.ndarray) -> np.ndarray:
@@ -208,22 +201,35 @@ def refit_with_repair(
     done = 0
     for done in range(rounds):  # noqa: B007 - the count is reported
         weights = torch.as_tensor(ratios * problem.design, dtype=torch.float64, device=device)
-        estimates = backend.matvec(weights).cpu()
+        estimates = _summed(problem, backend.matvec(weights).cpu())
         kept = np.flatnonzero(ratios)
-        free = budget - len(kept)
+        free = budget - int(problem.total(np.array([float(len(kept))]))[0])
         if float(objective.band(estimates).abs().max()) <= stop_error or free <= 0:
             return ratios, report, done
         _, grad_estimates = objective(estimates)
         price = problem.design * backend.rmatvec(grad_estimates.to(device)).cpu().numpy()
         price[kept] = 0.0
-        candidates = np.flatnonzero(price < 0)
-        if len(candidates) == 0:
+        added = _cheapest(problem, price, free)
+        if problem.total(np.array([float(len(added))]))[0] == 0:
             return ratios, report, done
-        added = candidates[np.argsort(price[candidates], kind="stable")[:free]]
         support = np.union1d(kept, added)
         ratios, report = polish(problem, backend, support, ratios[support], closeness=closeness,
                                 max_iter=max_iter, stop_error=stop_error)
     return ratios, report, done + 1
+
+
+def _summed(problem: CalibrationProblem, estimates: torch.Tensor) -> torch.Tensor:
+    return estimates if problem.shards is None else torch.from_numpy(
+        problem.total(estimates.numpy()))
+
+
+def _cheapest(problem: CalibrationProblem, price: np.ndarray, count: int) -> np.ndarray:
+    """The (at most) ``count`` records of most negative price, ties to the lower index (over
+    every rank when sharded: this rank's among them)."""
+    candidates = np.flatnonzero(price < 0)
+    if problem.shards is not None:
+        return problem.shards.smallest(candidates, price[candidates], count)
+    return candidates[np.argsort(price[candidates], kind="stable")[:count]]
 
 
 def refit_on_support(
