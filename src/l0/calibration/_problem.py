@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import scipy.sparse as sp
 from .. import diagnostics
 from .._validation import check_choice, check_real, fail
 from ._matrix import as_csr, as_vector
+from ._target_checks import row_counts, warn_about_targets
 
 __all__ = ["CalibrationProblem", "LOSSES", "EXACT", "build_problem", "group_codes"]
 
@@ -166,8 +166,8 @@ class CalibrationProblem:
 
     @functools.cached_property
     def _achievable(self) -> np.ndarray:
-        counts = self.total(np.concatenate([_rows_with(self.M, self.M.data > 0),
-                                            _rows_with(self.M, self.M.data < 0)]))
+        counts = self.total(np.concatenate([row_counts(self.M, self.M.data > 0),
+                                            row_counts(self.M, self.M.data < 0)]))
         has_positive, has_negative = counts[: self.n_targets] > 0, counts[self.n_targets:] > 0
         return ~(((self.y > 0) & ~has_positive) | ((self.y < 0) & ~has_negative))
 
@@ -273,69 +273,6 @@ def _check_bounds(bounds: Any) -> tuple[float, float]:
     return (low, high)
 
 
-def _rows_with(M: sp.csr_array, mask: np.ndarray) -> np.ndarray:
-    """How many stored entries of each row ``mask`` (one flag per stored entry) holds for
-    (a running count over the entries: 4 bytes per entry, not a row index of 8)."""
-    dtype = np.int32 if M.nnz < np.iinfo(np.int32).max else np.int64
-    running = np.concatenate([np.zeros(1, dtype), np.cumsum(mask, dtype=dtype)])
-    return (running[M.indptr[1:]] - running[M.indptr[:-1]]).astype(np.float64)
-
-
-def _warn_about_targets(problem: CalibrationProblem) -> None:
-    unreachable = ~problem.achievable()
-    if unreachable.any():
-        rows = np.flatnonzero(unreachable)
-        warnings.warn(
-            f"{len(rows)} target(s) cannot be reached with non-negative weights (a row with no "
-            f"entry of the target's sign), e.g. rows {rows[:5].tolist()}; they will keep an error "
-            "of 100% or more.",
-            UserWarning,
-            stacklevel=4,
-        )
-    _warn_about_conflicts(problem)
-
-
-def column_keys(start: int, n: int, stream: int) -> np.ndarray:
-    """A pseudo-random number in [1, 2) for each global record index ``start .. start + n - 1``
-    (SplitMix64 of the index and ``stream``): the same on every rank, however records are split."""
-    with np.errstate(over="ignore"):
-        x = np.arange(start, start + n, dtype=np.uint64) + np.uint64(
-            (stream * 0x9E3779B97F4A7C15) % (1 << 64))
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    return 1.0 + (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
-def _warn_about_conflicts(problem: CalibrationProblem) -> None:
-    """Warn about two identical non-empty rows with different totals. Each row's fingerprint is
-    two random projections of its entries (keyed by global record index, summed over shards):
-    identical rows get identical fingerprints, stored zeros do not count, and O(Q) crosses the
-    wire when the records are sharded."""
-    M, y = problem.M, problem.y
-    offset = 0 if problem.shards is None else problem.shards.offset
-    keys = [column_keys(offset, problem.n_records, stream) for stream in (1, 2)]
-    nonzeros = _rows_with(M, M.data != 0)
-    prints = problem.total(np.concatenate([M @ keys[0], M @ keys[1], nonzeros]))
-    q = problem.n_targets
-    rows = np.flatnonzero(prints[2 * q:] > 0)
-    if len(rows) < 2:
-        return
-    first, second = prints[:q][rows], prints[q: 2 * q][rows]
-    order = np.lexsort((rows, second, first))
-    same = (first[order][1:] == first[order][:-1]) & (second[order][1:] == second[order][:-1])
-    for at in np.flatnonzero(same):
-        j, i = rows[order[at]], rows[order[at + 1]]
-        if y[j] != y[i]:
-            warnings.warn(
-                f"targets {j} and {i} have identical rows of M but different totals "
-                f"({float(y[j])!r} and {float(y[i])!r}): they conflict and cannot both be met.",
-                UserWarning,
-                stacklevel=5,
-            )
-            return
-
-
 def build_problem(
     M: Any,
     y: Any,
@@ -372,7 +309,7 @@ def build_problem(
         except Exception as exc:
             error = exc
         shards.comm.agree(error)
-    _warn_about_targets(problem)
+    warn_about_targets(problem)
     return problem
 
 

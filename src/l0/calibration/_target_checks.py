@@ -1,0 +1,82 @@
+"""The warnings a problem gets when it is built: unreachable and conflicting targets.
+
+Both work on a sharded problem with O(Q) communication: the per-row counts and fingerprints are
+summed over the ranks (``CalibrationProblem.total``), and a record's fingerprint key depends on
+its global index only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from ._problem import CalibrationProblem
+
+__all__ = ["row_counts", "warn_about_targets", "column_keys"]
+
+
+def row_counts(M: sp.csr_array, mask: np.ndarray) -> np.ndarray:
+    """How many stored entries of each row ``mask`` (one flag per stored entry) holds for
+    (a running count over the entries: 4 bytes per entry, not a row index of 8)."""
+    dtype = np.int32 if M.nnz < np.iinfo(np.int32).max else np.int64
+    running = np.concatenate([np.zeros(1, dtype), np.cumsum(mask, dtype=dtype)])
+    return (running[M.indptr[1:]] - running[M.indptr[:-1]]).astype(np.float64)
+
+
+def warn_about_targets(problem: CalibrationProblem) -> None:
+    unreachable = ~problem.achievable()
+    if unreachable.any():
+        rows = np.flatnonzero(unreachable)
+        warnings.warn(
+            f"{len(rows)} target(s) cannot be reached with non-negative weights (a row with no "
+            f"entry of the target's sign), e.g. rows {rows[:5].tolist()}; they will keep an error "
+            "of 100% or more.",
+            UserWarning,
+            stacklevel=4,
+        )
+    _warn_about_conflicts(problem)
+
+
+def column_keys(start: int, n: int, stream: int) -> np.ndarray:
+    """A pseudo-random number in [1, 2) for each global record index ``start .. start + n - 1``
+    (SplitMix64 of the index and ``stream``): the same on every rank, however records are split."""
+    with np.errstate(over="ignore"):
+        x = np.arange(start, start + n, dtype=np.uint64) + np.uint64(
+            (stream * 0x9E3779B97F4A7C15) % (1 << 64))
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return 1.0 + (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _warn_about_conflicts(problem: CalibrationProblem) -> None:
+    """Warn about two identical non-empty rows with different totals. Each row's fingerprint is
+    two random projections of its entries (keyed by global record index, summed over shards):
+    identical rows get identical fingerprints, stored zeros do not count, and O(Q) crosses the
+    wire when the records are sharded."""
+    M, y = problem.M, problem.y
+    offset = 0 if problem.shards is None else problem.shards.offset
+    keys = [column_keys(offset, problem.n_records, stream) for stream in (1, 2)]
+    nonzeros = row_counts(M, M.data != 0)
+    prints = problem.total(np.concatenate([M @ keys[0], M @ keys[1], nonzeros]))
+    q = problem.n_targets
+    rows = np.flatnonzero(prints[2 * q:] > 0)
+    if len(rows) < 2:
+        return
+    first, second = prints[:q][rows], prints[q: 2 * q][rows]
+    order = np.lexsort((rows, second, first))
+    same = (first[order][1:] == first[order][:-1]) & (second[order][1:] == second[order][:-1])
+    for at in np.flatnonzero(same):
+        j, i = rows[order[at]], rows[order[at + 1]]
+        if y[j] != y[i]:
+            warnings.warn(
+                f"targets {j} and {i} have identical rows of M but different totals "
+                f"({float(y[j])!r} and {float(y[i])!r}): they conflict and cannot both be met.",
+                UserWarning,
+                stacklevel=5,
+            )
+            return
