@@ -15,7 +15,7 @@ from pathlib import Path
 MODULES = [
     "l0", "l0.functional", "l0.distributions", "l0.gates", "l0.layers", "l0.parametrize",
     "l0.export", "l0.costs", "l0.penalties", "l0.schedules", "l0.selection", "l0.sparse",
-    "l0.diagnostics", "l0.datasets", "l0.cli",
+    "l0.diagnostics", "l0.compute", "l0.datasets", "l0.cli",
     "l0.calibration", "l0.calibration.options", "l0.calibration.result",
     "l0.calibration.frontier", "l0.calibration.targets", "l0.calibration.margins",
     "l0.calibration.geography", "l0.calibration.estimator", "l0.calibration.plots",

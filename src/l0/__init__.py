@@ -7,6 +7,7 @@ new ones; see the README for a tour.
 
 from . import diagnostics, functional
 from .calibration import CalibrationResult, SparseCalibrationWeights, calibrate
+from .compute import ComputeCost
 from .costs import layer_costs
 from .distributions import HardConcreteDistribution
 from .export import export
@@ -52,6 +53,7 @@ __all__ = [
     "l0_gate",
     "export",
     "layer_costs",
+    "ComputeCost",
     "remove_gates",
     "SparseL0Linear",
     # selection
