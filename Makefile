@@ -30,6 +30,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/calibration_speed.py --readme
 	$(PY) benchmarks/selection.py
 	$(PY) benchmarks/geography.py
+	$(PY) benchmarks/distributed.py
+	$(PY) benchmarks/nn_lenet5.py --budget 0.15
 	$(PY) benchmarks/nn_mnist.py --budget 0.35
 
 clean:
