@@ -96,7 +96,7 @@ class ComputeCost:
     >>> model = torch.nn.Sequential(L0Linear(4, 3), torch.nn.ReLU(),
     ...                             L0Linear(3, 2, structure="input"))
     >>> cost = ComputeCost(model, torch.zeros(1, 4))
-    >>> cost.dense_macs, round(float(cost.expected_macs()), 2) < cost.dense_macs
+    >>> cost.dense_macs, float(cost.expected_macs().detach()) < cost.dense_macs
     (18, True)
     """
 
