@@ -163,6 +163,8 @@ def test_unmatched_categories_raise_by_name_or_drop_with_a_report():
         (lambda: build_targets(RECORDS, table=pd.DataFrame({"value": ["many"]})), TypeError,
          "`table row 0.value` must be a number"),
         (lambda: build_targets(RECORDS), ValueError, "No targets: give `margins` and/or a `table`"),
+        (lambda: build_targets(RECORDS, table=pd.DataFrame({"value": []})), ValueError,
+         "No targets: give `margins` and/or a `table`"),
         (lambda: build_targets(RECORDS.to_numpy(), [Count(totals=1)]), TypeError,
          "`records` must be a pandas DataFrame"),
         (lambda: build_targets(RECORDS, ["count"]), TypeError, "`margins\\[0\\]` must be a Count or a Total"),

@@ -327,6 +327,8 @@ def _add_table(rows: _Rows, records: Any, table: Any, missing: str) -> None:
     if unknown or "value" not in table.columns:
         raise ValueError(f"`table` must have a 'value' column and only the columns "
                          f"{list(TABLE_COLUMNS)}; got columns {list(table.columns)}.")
+    if len(table) == 0:
+        return
     masks: dict[str, np.ndarray] = {}
     variables: dict[str, np.ndarray] = {}
     n = len(records)
