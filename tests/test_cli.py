@@ -1,5 +1,6 @@
 """The ``l0`` command end to end, in subprocesses: demo, calibrate, frontier, every bad input."""
 
+import json
 import subprocess
 import sys
 
@@ -32,19 +33,24 @@ def test_demo_calibrates_the_schools_within_the_budget_and_writes_a_report(tmp_p
         assert section in page
 
 
-@pytest.fixture
-def files(tmp_path):
+def write_files(folder):
+    """A 6 × 40 problem as M.npz, M.csv, y.csv (named totals) and d.csv (design weights)."""
     rng = np.random.default_rng(0)
     M = sp.random_array((6, 40), density=0.5, rng=rng, format="csr")
     M.data = rng.uniform(1, 5, M.nnz)
     w = rng.uniform(0.5, 2, 40)
     y = M @ w
-    sp.save_npz(tmp_path / "M.npz", sp.csr_matrix(M))
-    pd.DataFrame(M.toarray()).to_csv(tmp_path / "M.csv", header=False, index=False)
+    sp.save_npz(folder / "M.npz", sp.csr_matrix(M))
+    pd.DataFrame(M.toarray()).to_csv(folder / "M.csv", header=False, index=False)
     pd.DataFrame({"name": [f"t{i}" for i in range(6)], "total": y}).to_csv(
-        tmp_path / "y.csv", index=False)
-    pd.DataFrame({"d": np.ones(40)}).to_csv(tmp_path / "d.csv", index=False)
-    return tmp_path, M, y
+        folder / "y.csv", index=False)
+    pd.DataFrame({"d": np.ones(40)}).to_csv(folder / "d.csv", index=False)
+    return folder, M, y
+
+
+@pytest.fixture
+def files(tmp_path):
+    return write_files(tmp_path)
 
 
 @pytest.mark.parametrize("matrix", ["M.npz", "M.csv"])
@@ -73,7 +79,7 @@ def test_calibrate_classical_and_frontier(files):
     assert table["budget"].tolist() == [10, 20, 40] and (table["records"] <= table["budget"]).all()
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_INPUTS = [
     (["calibrate", "--matrix", "{p}/missing.npz", "--targets", "{p}/y.csv"], "no such file"),
     (["calibrate", "--matrix", "{p}/words.csv", "--targets", "{p}/y.csv"], "non-numeric"),
     (["calibrate", "--matrix", "{p}/bad.npz", "--targets", "{p}/y.csv"], "not a scipy sparse"),
@@ -90,16 +96,56 @@ def test_calibrate_classical_and_frontier(files):
      "budgets must be integers"),
     (["calibrate", "--matrix", "{p}/M.npz"], "required: --targets"),
     (["nope"], "invalid choice: 'nope'"),
-])
-def test_bad_files_and_arguments_exit_2_with_one_line_and_no_traceback(files, args, message):
-    path, _, _ = files
+]
+
+# Every bad input runs the `l0` entry point in one fresh interpreter (one subprocess for all,
+# not one each: starting Python with torch costs seconds); each case gets its own exit code and
+# stderr, and anything but a clean exit is recorded as a traceback.
+_DRIVER = """
+import contextlib, io, json, sys, traceback
+from l0.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+        except BaseException:
+            code, _ = None, traceback.print_exc(file=err)
+    results.append([code, err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(tmp_path_factory):
+    path, _, _ = write_files(tmp_path_factory.mktemp("bad"))
     (path / "bad.npz").write_bytes(b"not an npz")
     (path / "text.csv").write_text("total\n1.0\nabc\n")
     (path / "words.csv").write_text("name,a,b\nt0,x,1\nt1,y,2\n")
-    out = run(*[a.format(p=path) for a in args])
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
+    argvs = [[a.format(p=path) for a in args] for args, _ in BAD_INPUTS]
+    done = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(argvs)],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", range(len(BAD_INPUTS)))
+def test_bad_files_and_arguments_exit_2_with_one_line_and_no_traceback(bad_input_runs, case):
+    code, stderr = bad_input_runs[case]
+    message = BAD_INPUTS[case][1]
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("l0: error: ") and message in lines[0]
+    assert "Traceback" not in stderr
+
+
+def test_the_console_entry_point_exits_2_in_a_subprocess_of_its_own(files):
+    path, _, _ = files
+    out = run("calibrate", "--matrix", path / "missing.npz", "--targets", path / "y.csv")
+    assert out.returncode == 2 and out.stderr.startswith("l0: error: ")
     assert "Traceback" not in out.stderr
 
 
