@@ -20,7 +20,6 @@ class Communicator:
     """Sum, gather and broadcast across the ranks of the default process group (or none)."""
 
     def __init__(self, distributed: bool) -> None:
-        self.distributed = distributed
         if distributed:
             import torch.distributed as dist
 
