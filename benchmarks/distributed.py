@@ -139,7 +139,7 @@ def _single_main(_: int, kind: str, folder: str, settings: dict, out: str) -> No
     Path(f"{out}.json").write_text(json.dumps(result))
 
 
-def table(rows: list[tuple[str, dict]], base: dict, quality: bool) -> None:
+def table(rows: list[tuple[str, dict]], base: dict) -> None:
     print("| run | whole call s | s/epoch | vs one process | peak RSS MB per rank | vs one "
           "process | reductions/epoch | floats/epoch | records | max error | ESS |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -149,7 +149,6 @@ def table(rows: list[tuple[str, dict]], base: dict, quality: bool) -> None:
               f"{r['peak_mb'] / base['peak_mb']:.2f}× | {r['reductions_per_epoch']:.1f} | "
               f"{r['floats_per_epoch']:,.0f} | {r['records']:,} | "
               f"{r['max_error']:.2e} | {r['ess']:,.0f} |")
-    del quality
 
 
 def compare(label: str, a: np.ndarray, b: np.ndarray) -> None:
@@ -157,6 +156,19 @@ def compare(label: str, a: np.ndarray, b: np.ndarray) -> None:
     kept = np.flatnonzero(a)
     worst = float(np.max(np.abs(a[kept] - b[kept]) / a[kept])) if len(kept) else 0.0
     print(f"{label}: same support: {same}; max |Δw|/w = {worst:.1e}")
+
+
+def three_runs(folder: Path, settings: dict) -> tuple[dict, dict, list[dict]]:
+    """One process, shards on one process, two ranks: the table, and P=1 against P=2."""
+    single = in_subprocess("single", str(folder), settings)
+    p1 = in_subprocess("shards", str(folder), settings)
+    p2 = run_ranks(2, str(folder), settings)
+    slowest = {**p2[0], "peak_mb": max(r["peak_mb"] for r in p2),
+               "seconds": max(r["seconds"] for r in p2),
+               "epoch_s": max(r["epoch_s"] for r in p2)}
+    table([("one process", single), ("shards, P=1", p1), ("shards, P=2", slowest)], single)
+    compare("P=1 vs P=2 weights", p1["weights"], p2[0]["weights"])
+    return single, p1, p2
 
 
 def scale(epochs: int, root: Path) -> None:
@@ -170,13 +182,7 @@ def scale(epochs: int, root: Path) -> None:
           f"{time.perf_counter() - start:.0f} s), {epochs} epochs\n")
     del M, y
     settings = {"max_records": 500_000, "max_epochs": epochs, "refit": False, "progress": False}
-    single = in_subprocess("single", str(folder), settings)
-    p1 = in_subprocess("shards", str(folder), settings)
-    p2 = run_ranks(2, str(folder), settings)
-    p2_row = {**p2[0], "peak_mb": max(r["peak_mb"] for r in p2),
-              "seconds": max(r["seconds"] for r in p2), "epoch_s": max(r["epoch_s"] for r in p2)}
-    table([("one process", single), ("shards, P=1", p1), ("shards, P=2", p2_row)], single, False)
-    compare("P=1 vs P=2 weights", p1["weights"], p2[0]["weights"])
+    _, _, p2 = three_runs(folder, settings)
     print(f"P=2 floats per epoch: {p2[0]['floats_per_epoch']:,.1f} (Q = 20,050); reductions per "
           f"epoch: {p2[0]['reductions_per_epoch']:.2f}")
 
@@ -189,14 +195,7 @@ def convergence(root: Path) -> None:
     print(f"\n## Convergence: {M.shape[1]:,} records × {M.shape[0]:,} targets, {M.nnz:,} "
           "non-zeros, max_records=20,000, defaults\n")
     del M, y
-    settings = {"max_records": 20_000, "progress": False}
-    single = in_subprocess("single", str(folder), settings)
-    p1 = in_subprocess("shards", str(folder), settings)
-    p2 = run_ranks(2, str(folder), settings)
-    p2_row = {**p2[0], "peak_mb": max(r["peak_mb"] for r in p2),
-              "seconds": max(r["seconds"] for r in p2), "epoch_s": max(r["epoch_s"] for r in p2)}
-    table([("one process", single), ("shards, P=1", p1), ("shards, P=2", p2_row)], single, True)
-    compare("P=1 vs P=2 weights", p1["weights"], p2[0]["weights"])
+    _, _, p2 = three_runs(folder, {"max_records": 20_000, "progress": False})
     compare("rank 0 vs rank 1 result", p2[0]["weights"], p2[1]["weights"])
 
 

@@ -9,25 +9,18 @@ from __future__ import annotations
 
 import datetime
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
+from _ranks import spawn_ranks
 from torch import nn
 
 from l0 import L0Linear, SparsityController, compute_l0_penalty, export
 
 TIMEOUT = 120
 STEPS = 40
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build(rank: int) -> nn.Sequential:
@@ -108,18 +101,7 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
-    context = mp.get_context("spawn")
-    port = free_port()
-    procs = [context.Process(target=_worker, args=(r, 2, port, str(folder))) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(TIMEOUT)
-    alive = [p for p in procs if p.is_alive()]
-    for p in alive:
-        p.kill()
-    assert not alive, "a rank did not finish in time"
-    assert [p.exitcode for p in procs] == [0, 0]
+    spawn_ranks(_worker, 2, str(folder), timeout=TIMEOUT)
     return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-import torch.multiprocessing as mp
+from _ranks import free_port, spawn_ranks
 
 from l0.calibration import calibrate
 from l0.calibration._comm import Communicator
@@ -37,12 +36,6 @@ def problem(seed: int = 0, n: int = 1500, q: int = 25):
     M = sp.random_array((q, n), density=0.15, rng=rng, format="csr")
     M.data = rng.uniform(1.0, 5.0, M.nnz)
     return M, M @ rng.uniform(0.5, 2.0, n), rng.uniform(1.0, 3.0, n)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, folder: str, jobs: list) -> None:
@@ -79,19 +72,7 @@ def _worker(rank: int, world: int, port: int, folder: str, jobs: list) -> None:
 
 
 def run_ranks(folder: Path, jobs: list, world: int = 2) -> None:
-    context = mp.get_context("spawn")
-    port = free_port()
-    procs = [context.Process(target=_worker, args=(r, world, port, str(folder), jobs))
-             for r in range(world)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(TIMEOUT)
-    alive = [p for p in procs if p.is_alive()]
-    for p in alive:
-        p.kill()
-    assert not alive, "a rank did not finish in time"
-    assert [p.exitcode for p in procs] == [0] * world
+    spawn_ranks(_worker, world, str(folder), jobs, timeout=TIMEOUT)
 
 
 @pytest.fixture(scope="module")

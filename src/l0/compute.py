@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from ._validation import fail
+from .costs import gate_probabilities
 from .export import _PER_UNIT, _sequence
 from .layers import L0Conv2d, L0Linear
-from .parametrize import L0Parametrization
 
 __all__ = ["ComputeCost"]
 
@@ -42,19 +41,6 @@ def _never_open(p: Tensor, dims: tuple[int, ...]) -> Tensor:
         return 1.0 - p
     top = 1.0 - torch.finfo(p.dtype).eps  # log1p(-1) would send an infinite gradient back
     return torch.exp(torch.log1p(-p.clamp(max=top)).sum(dim=dims))
-
-
-def _gate_probabilities(module: nn.Module) -> Tensor:
-    """P(open) of the layer's gates, shaped to broadcast against its weight: (out, 1, ...) for
-    output-unit or channel gates, (1, in, ...) for input-unit gates, the weight's shape for
-    per-weight gates, a scalar 1 for an ungated layer."""
-    if isinstance(module, (L0Linear, L0Conv2d)):
-        return module._masks(module.gate.get_active_prob())[0]
-    if parametrize.is_parametrized(module, "weight"):
-        gated = [p for p in module.parametrizations.weight if isinstance(p, L0Parametrization)]
-        if gated:
-            return gated[0].broadcast(gated[0].gate.get_active_prob())
-    return torch.ones((), dtype=module.weight.dtype, device=module.weight.device)
 
 
 def _written_and_read(p: Tensor, shape: torch.Size) -> tuple[Tensor, Tensor]:
@@ -156,7 +142,7 @@ class ComputeCost:
         every pair of layers, the outputs of the last layer (all of them) — as (units, input
         features of the next layer): they differ when a linear layer reads a flattened
         convolution (features = channels × positions)."""
-        sides = [_written_and_read(_gate_probabilities(m), m.weight.shape) for m in self.layers]
+        sides = [_written_and_read(gate_probabilities(m), m.weight.shape) for m in self.layers]
         first = torch.as_tensor(float(self.layers[0].weight.shape[1]))
         live = [(first, first)]
         for i in range(len(self.layers) - 1):

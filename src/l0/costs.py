@@ -20,7 +20,20 @@ from ._validation import fail
 from .layers import _GatedLayer
 from .parametrize import L0Parametrization
 
-__all__ = ["layer_costs"]
+__all__ = ["layer_costs", "gate_probabilities"]
+
+
+def gate_probabilities(module: nn.Module) -> Tensor:
+    """P(open) of the layer's gates, shaped to broadcast against its weight: (out, 1, ...) for
+    output-unit or channel gates, (1, in, ...) for input-unit gates, the weight's shape for
+    per-weight gates, a scalar 1 for an ungated layer."""
+    if isinstance(module, _GatedLayer):
+        return module._masks(module.gate.get_active_prob())[0]
+    if parametrize.is_parametrized(module, "weight"):
+        gated = [p for p in module.parametrizations.weight if isinstance(p, L0Parametrization)]
+        if gated:
+            return gated[0].broadcast(gated[0].gate.get_active_prob())
+    return torch.ones((), dtype=module.weight.dtype, device=module.weight.device)
 
 
 def _weight_probabilities(module: nn.Module) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
@@ -35,13 +48,10 @@ def _weight_probabilities(module: nn.Module) -> tuple[Tensor, Tensor, Tensor | N
     weight = module.weight
     ones = torch.ones_like(weight)
     if parametrize.is_parametrized(module, "weight"):
-        chain = module.parametrizations.weight
-        gated = [p for p in chain if isinstance(p, L0Parametrization)]
+        gated = [p for p in module.parametrizations.weight if isinstance(p, L0Parametrization)]
         if gated:
-            p = gated[0]
-            prob = p.broadcast(p.gate.get_active_prob()) * ones
-            opened = p.broadcast((p.gate.deterministic() != 0).to(weight.dtype)) * ones
-            return prob, opened, None, None
+            opened = gated[0].broadcast((gated[0].gate.deterministic() != 0).to(weight.dtype))
+            return gate_probabilities(module) * ones, opened * ones, None, None
     return ones, ones, None, None
 
 

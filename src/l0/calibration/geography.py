@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._validation import check_choice, fail, plain
-from .margins import Count, Total, build_targets
+from .margins import Count, Total, blank, build_targets, check_frame
 from .targets import Targets
 
 __all__ = ["ClonedTargets", "clone_into_areas", "ALL_AREAS", "TARGET_COLUMNS"]
@@ -148,10 +148,11 @@ def clone_into_areas(
     P = _assignment(assignment, len(records), len(area_frame))
     table = _target_table(targets)
     rows = _resolve(table.reset_index(drop=True), area_frame, base.names, P)
-    if rows.reasons and unmatched == "raise":
-        shown = "; ".join(f"{n!r}: {r}" for n, r in list(rows.reasons.items())[:5])
-        more = f" (and {len(rows.reasons) - 5} more)" if len(rows.reasons) > 5 else ""
-        raise ValueError(f"{len(rows.reasons)} targets match no clone — {shown}{more}. Fix the "
+    if len(rows.dropped) and unmatched == "raise":
+        pairs = list(zip(rows.dropped["name"], rows.dropped["reason"], strict=True))
+        shown = "; ".join(f"{n!r}: {r}" for n, r in pairs[:5])
+        more = f" (and {len(pairs) - 5} more)" if len(pairs) > 5 else ""
+        raise ValueError(f"{len(pairs)} targets match no clone — {shown}{more}. Fix the "
                          "targets, or pass unmatched='drop' to leave them out.")
     M, clone_record, clone_area, clone_p = _assemble(B, P, rows)
     design = base.init_weights if base.init_weights is not None else np.ones(len(records))
@@ -162,7 +163,7 @@ def clone_into_areas(
     groups = np.asarray([f"{lvl}: {base.groups[k]}" if g is None else g
                          for lvl, k, g in zip(rows.level, rows.base, rows.group, strict=True)],
                         dtype=str)
-    return ClonedTargets(M, rows.value, rows.names, groups, rows.dropped(), index,
+    return ClonedTargets(M, rows.value, rows.names, groups, rows.dropped, index,
                          design[clone_record] * clone_p, clone_record, clone_area)
 
 
@@ -214,9 +215,7 @@ def _assignment(assignment: Any, n_records: int, n_areas: int) -> Any:
 
 
 def _target_table(targets: Any) -> Any:
-    if not type(targets).__module__.startswith("pandas") or not hasattr(targets, "columns"):
-        raise fail("targets", "a pandas DataFrame (level, unit, target, value)", targets,
-                   TypeError)
+    check_frame("targets", targets, "a pandas DataFrame (level, unit, target, value)")
     required = ("level", "unit", "target", "value")
     unknown = [c for c in targets.columns if c not in TARGET_COLUMNS]
     if unknown or any(c not in targets.columns for c in required):
@@ -242,15 +241,7 @@ class _RequestedRows:
     group: list[str | None]
     value: np.ndarray
     unit_of_area: dict[str, np.ndarray]
-    reasons: dict[str, str]
-    dropped_rows: Any
-
-    def dropped(self) -> Any:
-        return self.dropped_rows
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+    dropped: Any  # DataFrame: name, value, reason of every target left out
 
 
 def _level_units(level: str, area_frame: Any, position: int) -> tuple[np.ndarray, Any]:
@@ -305,7 +296,7 @@ def _resolve(table: Any, area_frame: Any, base_names: list[str], P: Any) -> _Req
     for level, (_, labels) in level_labels.items():  # matched units by their canonical label
         at = np.flatnonzero((levels == level) & (unit >= 0))
         unit_labels[at] = [plain(label) for label in labels[unit[at]]]
-    names = [str(given[i]) if not _blank(given[i]) else
+    names = [str(given[i]) if not blank(given[i]) else
              (f"{ALL_AREAS}: " if levels[i] == ALL_AREAS else f"{levels[i]}={unit_labels[i]}: ")
              + targets[i] for i in range(n)]
     groups = table["group"].to_numpy(dtype=object) if "group" in table else np.full(n, None)
@@ -318,9 +309,9 @@ def _resolve(table: Any, area_frame: Any, base_names: list[str], P: Any) -> _Req
     return _RequestedRows(
         level=levels[kept], unit=unit[kept], base=base[kept],
         names=[names[i] for i in kept],
-        group=[None if _blank(groups[i]) else str(groups[i]) for i in kept],
+        group=[None if blank(groups[i]) else str(groups[i]) for i in kept],
         value=values[kept], unit_of_area={lv: unit_of_area[lv] for lv in dict.fromkeys(levels[kept])},
-        reasons={names[i]: reasons[i] for i in np.flatnonzero(~keep)}, dropped_rows=dropped)
+        dropped=dropped)
 
 
 def _value(value: Any, position: int) -> float:

@@ -146,9 +146,9 @@ def build_targets(
     """
     check_choice("unmatched", unmatched, ("raise", "drop"))
     check_choice("missing", missing, ("raise", "zero"))
-    _check_frame("records", records)
+    check_frame("records", records)
     if population is not None:
-        _check_frame("population", population)
+        check_frame("population", population)
     if isinstance(margins, (Count, Total)):
         margins = [margins]
     rows = _Rows(len(records))
@@ -170,9 +170,10 @@ def build_targets(
 
 
 # ---------------------------------------------------------------------------- margins
-def _check_frame(name: str, frame: Any) -> None:
+def check_frame(name: str, frame: Any, expected: str = "a pandas DataFrame") -> None:
+    """``frame`` must be a pandas DataFrame (a ``TypeError`` naming ``name`` otherwise)."""
     if not type(frame).__module__.startswith("pandas") or not hasattr(frame, "columns"):
-        raise fail(name, "a pandas DataFrame", frame, TypeError)
+        raise fail(name, expected, frame, TypeError)
 
 
 def _columns(records: Any, by: Any, what: str) -> list[str]:
@@ -316,13 +317,14 @@ def _add_margin(rows: _Rows, records: Any, margin: Count | Total, population: An
 
 
 # ---------------------------------------------------------------------------- long table
-def _blank(value: Any) -> bool:
+def blank(value: Any) -> bool:
+    """An empty cell of a table: None, NaN or a blank string."""
     return value is None or (isinstance(value, float) and np.isnan(value)) or (
         isinstance(value, str) and not value.strip())
 
 
 def _add_table(rows: _Rows, records: Any, table: Any, missing: str) -> None:
-    _check_frame("table", table)
+    check_frame("table", table)
     unknown = [c for c in table.columns if c not in TABLE_COLUMNS]
     if unknown or "value" not in table.columns:
         raise ValueError(f"`table` must have a 'value' column and only the columns "
@@ -336,9 +338,9 @@ def _add_table(rows: _Rows, records: Any, table: Any, missing: str) -> None:
     cols, vals, names, groups, totals, reasons = [], [], [], [], [], []
     for position, row in enumerate(table.itertuples(index=False)):
         entry = row._asdict()
-        expr = None if _blank(entry.get("filter")) else str(entry["filter"])
-        variable = None if _blank(entry.get("variable")) else str(entry["variable"])
-        name = None if _blank(entry.get("name")) else str(entry["name"])
+        expr = None if blank(entry.get("filter")) else str(entry["filter"])
+        variable = None if blank(entry.get("variable")) else str(entry["variable"])
+        name = None if blank(entry.get("name")) else str(entry["name"])
         where = f"table row {position}" + ("" if name is None else f" ({name!r})")
         if expr is not None and expr not in masks:
             masks[expr] = np.flatnonzero(_evaluate_filter(records, expr, where))
@@ -352,7 +354,7 @@ def _add_table(rows: _Rows, records: Any, table: Any, missing: str) -> None:
         vals.append(variables[variable][matched] if variable is not None
                     else np.ones(len(matched)))
         names.append(name or (variable or "count") + (f"[{expr}]" if expr else ""))
-        groups.append((variable or "count") if _blank(entry.get("group"))
+        groups.append((variable or "count") if blank(entry.get("group"))
                       else str(entry["group"]))
         totals.append(_table_value(entry["value"], where))
         reasons.append(None if len(matched) else f"filter {expr!r} matches no record")
