@@ -256,6 +256,13 @@ def test_shards_refuse_what_needs_one_process_and_wrong_design_weights():
         frontier(ColumnShards.from_matrix(M), y, budgets=[10])
     with pytest.raises(ValueError, match="`init_weights` must be of length 1500"):
         calibrate(ColumnShards.from_matrix(M), y, init_weights=np.ones(10), **SETTINGS)
+    with pytest.raises(ValueError, match=r"`loss` must be 'relative', 'absolute' or 'capped' "
+                                         r"for a sharded calibration"):
+        calibrate(ColumnShards.from_matrix(M), y, loss="max", **SETTINGS)
+    with pytest.raises(ValueError, match=r"`device` must be 'cpu' for a sharded calibration"):
+        calibrate(ColumnShards.from_matrix(M), y, **{**SETTINGS, "device": "meta"})
+    with pytest.raises(ValueError, match=r"`max_records` must be an int in \[1, 1500\]"):
+        calibrate(ColumnShards.from_matrix(M), y, **{**SETTINGS, "max_records": 1501})
 
 
 def test_the_readme_torchrun_recipe_runs_on_two_ranks(tmp_path):
@@ -282,3 +289,21 @@ def test_the_readme_torchrun_recipe_runs_on_two_ranks(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("l0 calibration (exact): 6 targets (6 met)") == 1  # rank 0 only
     assert "of 800 records kept" in done.stdout
+
+
+@pytest.mark.parametrize("bounds", [(0.0, np.inf), (0.5, 1.6)])
+def test_the_matrix_free_newton_steps_reach_the_direct_solution(bounds):
+    """The sharded refit's conjugate-gradient Newton steps (here with a one-process sum) solve
+    the same minimum-distance problem as the direct ones, on a redundant nested system."""
+    from l0.calibration._solvers._newton import solve_distance
+
+    rng = np.random.default_rng(0)
+    nation = sp.csr_array(np.ones((1, 600)))
+    region = sp.csr_array((np.ones(600), (rng.integers(0, 6, 600), np.arange(600))), shape=(6, 600))
+    A = sp.csr_array(sp.vstack([nation, region, sp.random_array((8, 600), density=0.3, rng=rng)]))
+    b = A @ rng.uniform(0.6, 1.5, 600)
+    args = (A, b, np.ones(600), np.full(600, bounds[0]), np.full(600, bounds[1]))
+    g_direct, _, direct = solve_distance(*args)
+    g_cg, _, cg = solve_distance(*args, reduce=lambda v: v)
+    assert direct.converged and cg.converged
+    np.testing.assert_allclose(g_cg, g_direct, rtol=1e-9, atol=1e-12)
