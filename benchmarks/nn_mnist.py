@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
-from l0 import L0Linear, SparsityController, compute_l0_penalty, export
+from l0 import L0Linear, SparsityController, compute_l0_penalty, export, fuse_gates
 
 
 # --------------------------------------------------------------------------- data
@@ -79,7 +79,9 @@ def load_digits_split() -> tuple[torch.Tensor, ...]:
 
 
 # --------------------------------------------------------------------------- models
-def make(kind: str, sizes: list[int]) -> nn.Sequential:
+def make(kind: str, sizes: list[int], fused: bool = True) -> nn.Sequential:
+    """A dense or gated network; gated ones have their gates fused (``l0.fuse_gates``) unless
+    ``fused=False``."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
         if kind == "dense":
@@ -89,7 +91,10 @@ def make(kind: str, sizes: list[int]) -> nn.Sequential:
                                    init_sparsity=0.1, temperature=2 / 3))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    if kind != "dense" and fused:
+        fuse_gates(model)
+    return model
 
 
 def gated_weights(model: nn.Module) -> int:
@@ -109,13 +114,15 @@ def decay_schedule(total_steps: int, decay: float) -> Callable[[int], float]:
 
 
 def trainer(model: nn.Module, steps: int, *, budget: float | None = None, lr: float = 1e-3,
-            ramp: float = 0.5, decay: float = 0.5) -> Callable[[Tensor, Tensor], None]:
+            ramp: float = 0.5, decay: float = 0.5,
+            adam_fused: bool = False) -> Callable[[Tensor, Tensor], None]:
     """One optimisation step of ``model`` on a batch (Adam, the same recipe for every model; for
-    a ``budget``, the controller's penalty and step), for a run of ``steps`` steps."""
+    a ``budget``, the controller's penalty and step), for a run of ``steps`` steps.
+    ``adam_fused``: torch's one-kernel Adam (``fused=True``) instead of its default."""
     gates = [p for n, p in model.named_parameters() if "gates" in n]
     weights = [p for n, p in model.named_parameters() if "gates" not in n]
     groups = [{"params": weights}] + ([{"params": gates, "lr": 2e-2}] if gates else [])
-    opt = torch.optim.Adam(groups, lr=lr)
+    opt = torch.optim.Adam(groups, lr=lr, fused=True if adam_fused else None)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, decay_schedule(steps, decay))
     ctl = None
     if budget is not None:
@@ -158,17 +165,27 @@ def train(model: nn.Module, data, epochs: int, *, budget: float | None = None,
     return statistics.median(times) if times else 0.0
 
 
+STEP_KINDS = {  # label -> (gates, fused)
+    "dense": ("dense", False),
+    "L0 input units": ("input", True),
+    "L0 input units, unfused": ("input", False),
+    "L0 per weight": ("weight", True),
+    "L0 per weight, unfused": ("weight", False),
+}
+
+
 def step_cost(sizes: list[int], data, budget: float, rounds: int = 40, block: int = 20,
-              seed: int = 0) -> dict[str, tuple[float, float]]:
+              seed: int = 0, adam_fused: bool = False) -> dict[str, tuple[float, float]]:
     """Training-step cost of each model kind, measured *interleaved*: every round times a block
     of steps of each kind in turn, so all kinds see the same machine. Returns per kind the median
     milliseconds per step and the median over rounds of its ratio to dense in the same round."""
     torch.manual_seed(seed)
     xt, yt = data[0], data[1]
-    steps, models = {}, {}
-    for kind in ("dense", "input", "weight"):
-        models[kind] = make(kind, sizes).train()
-        steps[kind] = trainer(models[kind], rounds * block, budget=None if kind == "dense" else budget)
+    steps = {}
+    for label, (kind, fused) in STEP_KINDS.items():
+        model = make(kind, sizes, fused=fused).train()
+        steps[label] = trainer(model, rounds * block, budget=None if kind == "dense" else budget,
+                               adam_fused=adam_fused)
     batches = [torch.randint(len(xt), (100,)) for _ in range(block)]
     per_round: dict[str, list[float]] = {k: [] for k in steps}
     for r in range(rounds + 2):  # two warm-up rounds
@@ -251,9 +268,11 @@ def run(dataset: str = "mnist", epochs: int = 20, budget: float = 0.35, finetune
     rows.append({"model": f"magnitude (structured, +{finetune} ep.)", "error": error(pruned, data),
                  "seconds": None, **dict(zip(("arch", "params"), architecture(pruned)))})
     costs = step_cost(sizes, data, budget, rounds=timing_rounds, seed=seed)
-    for row, kind in zip(rows, ("dense", "input", "weight")):
-        row["step_ms"], row["ratio"] = costs[kind]
-    return rows
+    for row, label in zip(rows, ("dense", "L0 input units", "L0 per weight")):
+        row["step_ms"], row["ratio"] = costs[label]
+    return rows, {"torch default Adam": costs,
+                  "Adam(fused=True)": step_cost(sizes, data, budget, rounds=timing_rounds,
+                                                seed=seed, adam_fused=True)}
 
 
 def main() -> None:
@@ -269,8 +288,8 @@ def main() -> None:
     parser.add_argument("--decay", type=float, default=0.5,
                         help="fraction of the training over which the lr falls linearly to 10 %%")
     args = parser.parse_args()
-    rows = run(args.dataset, args.epochs, args.budget, args.finetune, args.seed, args.ramp,
-               args.decay)
+    rows, costs = run(args.dataset, args.epochs, args.budget, args.finetune, args.seed, args.ramp,
+                      args.decay)
     print(f"{args.dataset}, {args.epochs} epochs, budget {args.budget:.0%} of gated weights "
           f"ramped over {args.ramp:.0%} of the steps, lr decay over the last {args.decay:.0%}, "
           "one thread\n")
@@ -284,7 +303,14 @@ def main() -> None:
               f"{r['params']:,} | {cost} |")
     print("\ns/epoch: median epoch of the training run; ms/step and × dense: training steps timed"
           " interleaved (blocks of 20 steps per model in turn, 40 rounds, medians), robust to the"
-          " machine's load drifting between runs.")
+          " machine's load drifting between runs; L0 models with fused gates (l0.fuse_gates).\n")
+    labels = list(STEP_KINDS)
+    print("| optimizer | " + " | ".join(labels) + " |")
+    print("|---" * (len(labels) + 1) + "|")
+    for optimizer, table in costs.items():
+        print(f"| {optimizer} | " + " | ".join(
+            f"{table[k][0]:.2f} ms ({table[k][1]:.2f}×)" for k in labels) + " |")
+    print("\nTraining steps of every kind interleaved (ms per step, × dense in the same round).")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ import nn_mnist  # noqa: E402
 
 
 def test_digits_version_of_the_network_benchmark():
-    rows = {r["model"]: r for r in nn_mnist.run("digits", epochs=150, budget=0.3, finetune=5,
-                                                    timing_rounds=3)}
+    rows, costs = nn_mnist.run("digits", epochs=150, budget=0.3, finetune=5, timing_rounds=3)
+    rows = {r["model"]: r for r in rows}
     dense, units, weights = rows["dense"], rows["L0 input units"], rows["L0 per weight"]
     assert dense["arch"] == [64, 300, 100, 10] and dense["error"] < 0.06
     # input-unit gates remove whole units: a smaller architecture, still accurate
@@ -20,3 +20,7 @@ def test_digits_version_of_the_network_benchmark():
     assert len(rows) == 5
     # the interleaved step timing ran for the three trained kinds (its values are for the docs)
     assert dense["ratio"] == 1.0 and units["step_ms"] > 0 and weights["step_ms"] > 0
+    # and for every kind (fused and unfused gates) under both optimizers
+    assert set(costs) == {"torch default Adam", "Adam(fused=True)"}
+    for table in costs.values():
+        assert set(table) == set(nn_mnist.STEP_KINDS) and table["dense"][1] == 1.0

@@ -103,7 +103,7 @@ def test_all_is_complete_and_importable():
     public = {n for n in dir(l0) if not n.startswith("_")} - {"__version__"}
     modules = {"functional", "distributions", "gates", "layers", "penalties", "schedules",
                "selection", "sparse", "datasets", "cli", "_validation", "calibration",
-               "diagnostics", "_random", "parametrize", "costs", "compute"}
+               "diagnostics", "_random", "parametrize", "costs", "compute", "fused"}
     assert public - modules <= set(l0.__all__)
 
 

@@ -11,6 +11,7 @@ from .compute import ComputeCost
 from .costs import layer_costs
 from .distributions import HardConcreteDistribution
 from .export import export
+from .fused import FusedGates, fuse_gates
 from .gates import HardConcrete, L0Gate
 from .layers import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP, prune_model
 from .parametrize import l0_gate, remove_gates
@@ -55,6 +56,8 @@ __all__ = [
     "layer_costs",
     "ComputeCost",
     "remove_gates",
+    "fuse_gates",
+    "FusedGates",
     "SparseL0Linear",
     # selection
     "SampleGate",

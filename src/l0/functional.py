@@ -348,17 +348,23 @@ class _ExpectedOpen(torch.autograd.Function):
     (logits clamped as everywhere); the gradient is written out, ``cost * p * (1 - p)``
     strictly inside the clamp and 0 outside. A network's penalty otherwise records half a dozen
     tiny operations per gate tensor, whose bookkeeping costs more than their arithmetic in a
-    small model's training step.
+    small model's training step. ``pieces`` (from :func:`_open_pieces`) may be computed ahead,
+    from logits already concatenated (:mod:`l0.fused` does so when it samples).
     """
 
     @staticmethod
-    def forward(ctx, shift: float | Tensor, cost: float | Tensor, *log_alphas: Tensor) -> Tensor:  # type: ignore[override]
-        flat = torch.cat([la.reshape(-1) for la in log_alphas])
-        p = _prob_nonzero_shifted(flat, shift)
+    def forward(ctx, shift: float | Tensor, cost: float | Tensor,  # type: ignore[override]
+                pieces: tuple[Tensor, Tensor, Tensor] | None, *log_alphas: Tensor) -> Tensor:
+        if pieces is None:
+            flat, p, value = _open_pieces(torch.cat([la.reshape(-1) for la in log_alphas]),
+                                          shift, cost)
+        else:  # computed ahead: the cached value is handed out as a new tensor each time
+            flat, p, value = pieces
+            value = value.clone()
         ctx.shapes = [la.shape for la in log_alphas]
         ctx.cost = cost
         ctx.save_for_backward(flat, p)
-        return torch.dot(p, cost) if isinstance(cost, Tensor) else p.sum() * cost
+        return value
 
     @staticmethod
     @once_differentiable  # a second derivative raises instead of silently coming out wrong
@@ -367,7 +373,15 @@ class _ExpectedOpen(torch.autograd.Function):
         g = torch.addcmul(p, p, p, value=-1.0).mul_(grad).mul_(ctx.cost)
         g = torch.ops.aten.hardtanh_backward(g, flat, -LOG_ALPHA_BOUND, LOG_ALPHA_BOUND)
         parts = g.split([shape.numel() for shape in ctx.shapes])
-        return (None, None, *(part.view(shape) for part, shape in zip(parts, ctx.shapes)))
+        return (None, None, None, *(part.view(shape) for part, shape in zip(parts, ctx.shapes)))
+
+
+def _open_pieces(flat: Tensor, shift: float | Tensor, cost: float | Tensor, clamp: bool = True
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """``(flat, P(z != 0), sum cost * P(z != 0))`` of concatenated logits: the forward pass of
+    :class:`_ExpectedOpen` (``clamp=False``: ``flat`` is clamped already)."""
+    p = _prob_nonzero_shifted(flat, shift, clamp)
+    return flat, p, torch.dot(p, cost) if isinstance(cost, Tensor) else p.sum() * cost
 
 
 _VECTOR_GATES = 1 << 16
@@ -392,6 +406,21 @@ def _coefficients(
     return shift, cost
 
 
+def _one_node_coefficients(terms: list[tuple[Tensor, float, float]]
+                           ) -> tuple[float | Tensor, float | Tensor] | None:
+    """The ``(shift, cost)`` of the one :class:`_ExpectedOpen` node that :func:`_expected_open`
+    makes for ``terms`` of one dtype and device — floats for one tensor, cached vectors for
+    several up to ``_VECTOR_GATES`` gates — or None when it makes one node per tensor."""
+    if len(terms) == 1:
+        return float(terms[0][1]), float(terms[0][2])
+    counts = tuple(la.numel() for la, _, _ in terms)
+    if sum(counts) > _VECTOR_GATES:
+        return None
+    first = terms[0][0]
+    return _coefficients(counts, tuple(float(s) for _, s, _ in terms),
+                         tuple(float(c) for _, _, c in terms), first.dtype, first.device)
+
+
 def _expected_open(terms: list[tuple[Tensor, float, float]]) -> Tensor:
     """``sum cost * P(z != 0)`` for ``terms`` of ``(log_alpha, shift, cost)`` (see
     :class:`_ExpectedOpen`); ``shift`` from :func:`_open_shift`. ``terms`` must not be empty."""
@@ -399,14 +428,12 @@ def _expected_open(terms: list[tuple[Tensor, float, float]]) -> Tensor:
     for term in terms:
         groups.setdefault((term[0].dtype, term[0].device), []).append(term)
     parts = []
-    for (dtype, device), group in groups.items():
-        counts = tuple(la.numel() for la, _, _ in group)
-        if len(group) > 1 and sum(counts) <= _VECTOR_GATES:
-            shift, cost = _coefficients(counts, tuple(float(s) for _, s, _ in group),
-                                        tuple(float(c) for _, _, c in group), dtype, device)
-            parts.append(_ExpectedOpen.apply(shift, cost, *(la for la, _, _ in group)))
+    for group in groups.values():
+        coefficients = _one_node_coefficients(group)
+        if coefficients is not None:
+            parts.append(_ExpectedOpen.apply(*coefficients, None, *(la for la, _, _ in group)))
         else:
-            parts.extend(_ExpectedOpen.apply(float(s), float(c), la) for la, s, c in group)
+            parts.extend(_ExpectedOpen.apply(float(s), float(c), None, la) for la, s, c in group)
     total = parts[0]
     for part in parts[1:]:
         total = total + part

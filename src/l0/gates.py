@@ -7,6 +7,8 @@ generic item gate (a ``HardConcrete`` plus helpers to gate a tensor along one di
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -66,6 +68,11 @@ class HardConcrete(nn.Module):
     >>> gate.eval()().tolist(), round(gate.get_penalty().item(), 4)
     ([1.0, 1.0, 1.0, 1.0], 3.8703)
     """
+
+    _fused_by: Any = None
+    """The :class:`~l0.fused.FusedGates` handle that samples this gate with its model's others."""
+    _fused_sample: Tensor | None = None
+    """This forward pass's sample, drawn by that handle (None outside a fused forward pass)."""
 
     def __init__(
         self,
@@ -151,7 +158,12 @@ class HardConcrete(nn.Module):
 
         ``input_shape`` (0.6.x) appends singleton dimensions so the gates broadcast over it.
         """
-        gates = self.sample() if self.training else self.deterministic()
+        if self.training:
+            gates = self._fused_sample
+            if gates is None:
+                gates = self.sample()
+        else:
+            gates = self.deterministic()
         if input_shape is not None and len(input_shape) > gates.dim():
             gates = gates.reshape(gates.shape + (1,) * (len(input_shape) - gates.dim()))
         return gates

@@ -56,8 +56,14 @@ def compute_l0_penalty(model: nn.Module) -> Tensor:
     76.83
     """
     _check_model(model)
-    terms = [m._penalty_term() for m in model.modules() if isinstance(m, HardConcrete)]
-    return F._expected_open(terms) if terms else _zero(model)
+    gates = [m for m in model.modules() if isinstance(m, HardConcrete)]
+    if not gates:
+        return _zero(model)
+    if gates[0]._fused_by is not None:  # this step's fused sample computed it already
+        penalty = gates[0]._fused_by.penalty(gates)
+        if penalty is not None:
+            return penalty
+    return F._expected_open([m._penalty_term() for m in gates])
 
 
 def _gate_parameter_ids(model: nn.Module) -> set[int]:

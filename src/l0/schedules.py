@@ -122,22 +122,39 @@ def update_temperatures(model: nn.Module, temperature: float) -> int:
 class _LagrangianTerm(torch.autograd.Function):
     """:meth:`SparsityController.penalty` as one autograd node: with ``c = (E - t)/n`` the term
     is ``lambda*c + rho*q^2`` (``q = c``, or ``max(c, 0)`` for ``at_most``) and its derivative the
-    scalar ``(lambda + 2*rho*q)/n``, so backward is one product instead of seven recorded
-    operations (a tenth of a millisecond per training step of a small network)."""
+    scalar ``(lambda + 2*rho*q)/n``. The term and its derivative are numbers computed by the
+    caller (:func:`_lagrangian`), so the node's forward is one tensor and its backward one
+    product: a small network's training step then spends a few microseconds on the controller
+    instead of the fifteen scalar tensor operations that recording the formula costs."""
 
     @staticmethod
-    def forward(ctx, expected: Tensor, target: float, total: float, multiplier: float,  # type: ignore[override]
-                rho: float, at_most: bool) -> Tensor:
-        c = (expected - target) / total
-        q = c.clamp(min=0.0) if at_most else c
-        ctx.save_for_backward((q * (2.0 * rho) + multiplier) / total)
-        return c * multiplier + q * q * rho
+    def forward(ctx, expected: Tensor, value: float | Tensor, slope: float | Tensor) -> Tensor:  # type: ignore[override]
+        ctx.slope = slope
+        if isinstance(value, Tensor):
+            return value
+        return torch.full((), value, dtype=expected.dtype, device=expected.device)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        (slope,) = ctx.saved_tensors
-        return grad * slope, None, None, None, None, None
+        return grad * ctx.slope, None, None
+
+
+def _lagrangian(expected: Tensor, target: float, total: float, multiplier: float, rho: float,
+                at_most: bool, read: bool | None = None) -> Tensor:
+    """The augmented-Lagrangian term of :class:`SparsityController` for the count ``expected``
+    (a 0-d tensor): with ``read`` (default: on the CPU) in float64 numbers from one read of the
+    count, else in tensor operations (no device synchronisation in the forward pass)."""
+    if expected.device.type == "cpu" if read is None else read:
+        c = (float(expected.detach()) - target) / total
+        q = max(c, 0.0) if at_most else c
+        return _LagrangianTerm.apply(expected, c * multiplier + q * q * rho,
+                                     (2.0 * rho * q + multiplier) / total)
+    with torch.no_grad():
+        c = (expected.detach() - target) / total
+        q = c.clamp(min=0.0) if at_most else c
+        value, slope = c * multiplier + q * q * rho, (q * (2.0 * rho) + multiplier) / total
+    return _LagrangianTerm.apply(expected, value, slope)
 
 
 class SparsityController:
@@ -230,13 +247,16 @@ class SparsityController:
     def penalty(self, expected: Tensor) -> Tensor:
         """Differentiable Lagrangian term to add to the loss:
         :math:`\\lambda c + \\rho c^2` (``at_most``: :math:`\\rho \\max(c, 0)^2`)."""
-        return _LagrangianTerm.apply(torch.as_tensor(expected), self.target, self.total,
-                                     self._multiplier, self.rho, self.mode == "at_most")
+        expected = torch.as_tensor(expected)
+        if expected.numel() != 1:
+            raise ValueError(f"`expected` must be one number (a count of open gates); got a "
+                             f"tensor of shape {tuple(expected.shape)}.")
+        return _lagrangian(expected.reshape(()), self.target, self.total, self._multiplier,
+                           self.rho, self.mode == "at_most")
 
     def step(self, expected: Tensor | float) -> None:
         """One ascent step of the multiplier for the current expected count."""
-        _check_count("expected", expected)
-        c = float(self.violation(torch.as_tensor(expected).detach()))
+        c = (_check_count("expected", expected) - self.target) / self.total
         self._multiplier += self.lr * c
         if self.mode == "at_most":
             self._multiplier = max(self._multiplier, 0.0)
@@ -250,16 +270,19 @@ class SparsityController:
         self.steps = int(state.get("steps", 0))
 
 
-def _check_count(name: str, value: Any) -> None:
-    """A count of open gates must be a finite number >= 0 (a NaN would poison the multiplier)."""
+def _check_count(name: str, value: Any) -> float:
+    """A count of open gates must be a finite number >= 0 (a NaN would poison the multiplier);
+    returns it as a float."""
     if type(value) is int and value >= 0:  # the calibration loop's count, every epoch: no tensor
-        return
+        return float(value)
     try:
-        number = float(torch.as_tensor(value).detach().reshape(()))
+        number = float(value.detach()) if isinstance(value, Tensor) else float(
+            torch.as_tensor(value).reshape(()))
     except (TypeError, ValueError, RuntimeError) as exc:
         raise TypeError(f"`{name}` must be a number (a count of open gates); got {value!r}.") from exc
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"`{name}` must be a finite count >= 0; got {number}.")
+    return number
 
 
 class BudgetController:
@@ -344,8 +367,7 @@ class BudgetController:
 
     def step(self, expected: Tensor | float) -> float:
         """Update the multiplier for the current count, advance the ramp; return the multiplier."""
-        _check_count("expected", expected)
-        excess = self.violation(float(torch.as_tensor(expected).detach()))
+        excess = self.violation(_check_count("expected", expected))
         self.integral = max(self.floor, self.integral * math.exp(self.rate * excess))
         self.multiplier = max(self.floor, self.integral * math.exp(self.gain * excess))
         self.steps += 1

@@ -1,0 +1,309 @@
+"""Every gate of a model sampled as one tensor: :func:`fuse_gates`.
+
+A model with gates on several layers draws, in each training forward pass, one noise tensor,
+one Hard Concrete sample and one autograd node *per gated layer* — on a small network the fixed
+cost of those small operations is most of what the gates cost. ``fuse_gates(model)`` replaces
+them by one noise draw, one fused sample (:func:`l0.functional.sample_with_gradient` over the
+concatenated logits) and one autograd node for the whole model, made by a forward pre-hook on the
+model; each gate module then returns its slice of that sample. The gate parameters stay where
+they are (``qz_logits`` of every :class:`~l0.gates.HardConcrete`, the same state-dict keys), so
+optimisers, checkpoints, :func:`l0.export` and every statistic work unchanged, and
+:func:`l0.compute_l0_penalty` of the model reuses the fused model's cached per-gate
+coefficients.
+
+The samples are the unfused ones: gates drawing from the same generator get their noise in
+module order from one draw (torch's CPU generators produce the same stream in one draw as in
+several), so a model whose gates run in module order — a ``Sequential``, the usual layer stack —
+trains as without fusing, up to the last bit (torch's vectorised and scalar elementwise kernels
+round differently, and a gate's place in the concatenation decides which it meets). Gates with
+their own generators are drawn per generator; gates of different dtypes or devices are sampled
+per dtype and device.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from . import functional as F
+from .gates import HardConcrete
+
+__all__ = ["FusedGates", "fuse_gates"]
+
+
+def fuse_gates(model: nn.Module) -> FusedGates:
+    """Sample every Hard Concrete gate of ``model`` as one tensor in each training forward pass.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model holding gates (gated layers, :func:`l0.l0_gate` parametrizations, selection
+        gates, bare :class:`~l0.gates.HardConcrete` modules). The gates found now are fused; call
+        :meth:`FusedGates.remove` (or fuse again after removing) when the model changes.
+
+    Returns
+    -------
+    FusedGates
+        The handle: :meth:`~FusedGates.remove` undoes the fusing.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a module.
+    ValueError
+        If ``model`` holds no gate, or one of its gates is already fused by another handle.
+
+    Notes
+    -----
+    The sample is drawn when ``model`` itself is called (a forward pre-hook). A gate called
+    outside ``model``'s forward pass (a submodule called alone, a gated parameter read
+    afterwards) samples on its own as before, and a gate used twice in one forward pass gets the
+    same sample both times. Gates in eval mode keep their test-time values.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from l0 import L0Linear, compute_l0_penalty
+    >>> model = torch.nn.Sequential(L0Linear(8, 4, structure="input"), torch.nn.ReLU(),
+    ...                             L0Linear(4, 2, structure="input"))
+    >>> fused = fuse_gates(model)
+    >>> model(torch.ones(3, 8)).shape
+    torch.Size([3, 2])
+    >>> round(compute_l0_penalty(model).item(), 2)
+    30.73
+    >>> fused.remove()
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
+    return FusedGates(model)
+
+
+class FusedGates:
+    """Handle of a model whose gates are sampled as one tensor (see :func:`fuse_gates`).
+
+    Attributes
+    ----------
+    gates : tuple of HardConcrete
+        The fused gate modules, in module order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from l0 import L0Linear
+    >>> model = torch.nn.Sequential(L0Linear(4, 3), L0Linear(3, 2, structure="output"))
+    >>> handle = fuse_gates(model)
+    >>> handle
+    FusedGates(2 gate modules, 14 gates)
+    >>> handle.gates[1] is model[1].output_gates
+    True
+    >>> handle.remove()
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        named = [(name, m) for name, m in model.named_modules() if isinstance(m, HardConcrete)]
+        if not named:
+            raise ValueError("`model` must hold at least one HardConcrete gate to fuse; got none.")
+        for name, gate in named:
+            if gate._fused_by is not None:
+                raise ValueError(
+                    f"`model` must not hold gates fused by another fuse_gates() call; got "
+                    f"{name or 'the model'!r} already fused (call .remove() on that handle first)."
+                )
+        self.gates: tuple[HardConcrete, ...] = tuple(m for _, m in named)
+        self._model = model
+        for gate in self.gates:
+            gate._fused_by = self
+        self._hooks = [
+            model.register_forward_pre_hook(self._before_forward),
+            model.register_forward_hook(self._after_forward, always_call=True),
+        ]
+        self._sampled: list[HardConcrete] = []
+        self._penalty: tuple[Any, ...] | None = None
+        self._plan: _Plan | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FusedGates | None:
+        # copying the whole model (its hooks lead here): the copy is fused by a copy of this
+        # handle; copying a part alone (a gate leads here): the copied gate is not fused
+        model = memo.get(id(self._model))
+        if model is None:
+            return None
+        new = object.__new__(FusedGates)
+        memo[id(self)] = new
+        new._model = model
+        new.gates = tuple(copy.deepcopy(gate, memo) for gate in self.gates)
+        new._hooks = copy.deepcopy(self._hooks, memo)
+        new._sampled = []
+        new._penalty = None
+        new._plan = None
+        return new
+
+    def remove(self) -> None:
+        """Undo the fusing: every gate samples on its own again."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        self._clear()
+        self._penalty = self._plan = None
+        for gate in self.gates:
+            if gate._fused_by is self:
+                gate._fused_by = None
+
+    def sample(self) -> None:
+        """Draw this step's sample of every gate in training mode (the pre-hook calls it)."""
+        self._clear()
+        self._penalty = None
+        plan = self._current_plan()
+        for group in plan.groups:
+            out = _FusedSample.apply(
+                torch.rand(group.numel, generator=group.generator, device=group.device,
+                           dtype=group.dtype),
+                group.temperature, group.low, group.high, group.sizes, group.shapes,
+                group.coefficients, *group.logits)
+            for gate, sample in zip(group.gates, out):
+                gate.__dict__["_fused_sample"] = sample
+            self._sampled.extend(group.gates)
+            if group.coefficients is not None:
+                self._penalty = (plan, out[len(group.gates):],
+                                 tuple(la._version for la in group.logits),
+                                 torch.is_grad_enabled())
+
+    def penalty(self, gates: list[HardConcrete]) -> Tensor | None:
+        """The L0 penalty of ``gates`` from this step's sample — the value and gradient of
+        :func:`l0.compute_l0_penalty`, without concatenating the logits again — or None when the
+        sample cannot give it (``gates`` are not all the fused ones, a logit or a setting changed
+        since, or the sample was drawn without gradients and they are wanted now)."""
+        cached = self._penalty
+        if cached is None or len(gates) != len(self.gates):
+            return None
+        plan, pieces, versions, with_grad = cached
+        group = plan.groups[0]
+        if (with_grad < torch.is_grad_enabled() or plan.signature != self._signature()
+                or any(a is not b for a, b in zip(gates, self.gates))
+                or any(la._version != v for la, v in zip(group.logits, versions))):
+            return None
+        return F._ExpectedOpen.apply(*group.coefficients, pieces, *group.logits)
+
+    def _signature(self) -> tuple[Any, ...]:
+        # ids are safe: the plan holds the logits, so no other tensor can take their ids
+        return tuple((g.training, id(g.qz_logits), g.temperature, g.gamma, g.zeta, g.cost)
+                     for g in self.gates)
+
+    def _current_plan(self) -> _Plan:
+        signature = self._signature()
+        if self._plan is None or self._plan.signature != signature:
+            self._plan = _Plan(self.gates, signature)
+        return self._plan
+
+    def _clear(self) -> None:
+        for gate in self._sampled:
+            gate.__dict__["_fused_sample"] = None
+        self._sampled = []
+
+    def _before_forward(self, module: nn.Module, args: Any) -> None:
+        self.sample()
+
+    def _after_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        self._clear()
+
+    def __repr__(self) -> str:
+        count = sum(g.qz_logits.numel() for g in self.gates)
+        return f"FusedGates({len(self.gates)} gate modules, {count} gates)"
+
+
+class _Group:
+    """Gates drawn together — one dtype, device and generator — and what their fused sample
+    needs: sizes, shapes, the Hard Concrete settings (numbers, or per-gate vectors when the
+    gates' settings differ) and, when the group is every fused gate, the penalty coefficients."""
+
+    def __init__(self, gates: list[HardConcrete], with_penalty: bool) -> None:
+        first = gates[0].qz_logits
+        self.gates = tuple(gates)
+        self.logits = tuple(g.qz_logits for g in gates)
+        self.sizes = tuple(la.numel() for la in self.logits)
+        self.shapes = tuple(la.shape for la in self.logits)
+        self.numel = sum(self.sizes)
+        self.generator, self.dtype, self.device = gates[0].generator, first.dtype, first.device
+        settings = tuple((g.temperature, g.gamma, g.zeta) for g in gates)
+        if all(s == settings[0] for s in settings):
+            self.temperature, self.low, self.high = settings[0]
+        else:  # per-gate values repeated over each tensor's gates
+            self.temperature, self.low, self.high = _settings_vectors(
+                self.sizes, settings, first.dtype, first.device)
+        self.coefficients = (F._one_node_coefficients([g._penalty_term() for g in gates])
+                             if with_penalty else None)
+
+
+class _Plan:
+    """How one step samples: the gates in training mode grouped into :class:`_Group` s, for one
+    signature (training flags, logits, settings and costs of every fused gate)."""
+
+    def __init__(self, gates: tuple[HardConcrete, ...], signature: tuple[Any, ...]) -> None:
+        self.signature = signature
+        groups: dict[tuple[Any, ...], list[HardConcrete]] = {}
+        for gate in gates:
+            if gate.training:
+                logits = gate.qz_logits
+                groups.setdefault((logits.dtype, logits.device, id(gate.generator)), []).append(gate)
+        # the penalty pieces only when one draw covers every fused gate
+        self.groups = [_Group(group, with_penalty=len(group) == len(gates))
+                       for group in groups.values()]
+
+
+@functools.lru_cache(maxsize=8)
+def _settings_vectors(sizes: tuple[int, ...], settings: tuple[tuple[float, float, float], ...],
+                      dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    with torch.inference_mode(False):
+        repeats = torch.tensor(sizes, device=device)
+        columns = torch.tensor(settings, dtype=dtype, device=device).repeat_interleave(repeats, 0)
+    return columns[:, 0], columns[:, 1], columns[:, 2]
+
+
+class _FusedSample(torch.autograd.Function):
+    """Hard Concrete samples of several logit tensors as one autograd node: the logits are
+    concatenated and clamped once, sampled with their derivative in one pass, and split back;
+    backward is one product and the clamp's mask over the concatenated gradient. With penalty
+    coefficients, the forward pass also returns the pieces of their L0 penalty
+    (:func:`l0.functional._open_pieces`, not differentiable) from the same clamped logits."""
+
+    @staticmethod
+    def forward(ctx, noise: Tensor, temperature: float | Tensor, low: float | Tensor,  # type: ignore[override]
+                high: float | Tensor, sizes: tuple[int, ...], shapes: tuple[torch.Size, ...],
+                coefficients: tuple[Any, Any] | None, *logits: Tensor) -> tuple[Tensor, ...]:
+        ctx.set_materialize_grads(False)
+        if len(logits) > 1:  # a new tensor: clamped in place
+            flat = torch.cat([la.reshape(-1) for la in logits]).clamp_(
+                -F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
+        else:
+            flat = F._clamp(logits[0].reshape(-1))
+        gate, slope = F._sample_with_gradient(flat, noise, temperature, low, high, clamp=False)
+        # the clamped logits give the clamp's mask as the raw ones would: hardtanh_backward
+        # is zero at the bounds themselves
+        ctx.save_for_backward(flat, slope)
+        ctx.sizes, ctx.shapes = sizes, shapes
+        samples = tuple(part.view(shape) for part, shape in zip(gate.split(sizes), shapes))
+        if coefficients is None:
+            return samples
+        pieces = F._open_pieces(flat, *coefficients, clamp=False)
+        ctx.mark_non_differentiable(*pieces)
+        return samples + pieces
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        flat, slope = ctx.saved_tensors
+        grads = grads[:len(ctx.sizes)]  # not the penalty pieces
+        if len(grads) == 1:
+            if grads[0] is None:
+                return (None,) * 8
+            grad = grads[0].reshape(-1) * slope
+        else:  # a gate unused in this forward pass has no gradient
+            grad = torch.cat([g.reshape(-1) if g is not None else slope.new_zeros(n)
+                              for g, n in zip(grads, ctx.sizes)]).mul_(slope)
+        grad = torch.ops.aten.hardtanh_backward(grad, flat, -F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
+        parts = grad.split(ctx.sizes)
+        return (None,) * 7 + tuple(part.view(shape) for part, shape in zip(parts, ctx.shapes))
