@@ -116,13 +116,18 @@ def test_the_penalty_of_a_fused_model_is_the_unfused_one_and_is_recomputed_when_
     x = torch.randn(4, 12)
     model(x)
     cached = compute_l0_penalty(model)
-    handle_less = F_expected(model)
-    assert torch.equal(cached, handle_less)
-    (g_cached,) = torch.autograd.grad(cached, model[0].gate.qz_logits)
-    (g_plain,) = torch.autograd.grad(handle_less, model[0].gate.qz_logits)
-    assert torch.equal(g_cached, g_plain)
+    assert compute_l0_penalty(model) is cached  # an output of this step's sample node
+    plain = F_expected(model)
+    assert torch.equal(cached, plain)
+    logits = [g.qz_logits for g in _gates(model)]
+    for a, b in zip(torch.autograd.grad(cached, logits), torch.autograd.grad(plain, logits)):
+        assert torch.equal(a, b)
+    # the backward pass freed the node: the next call computes the penalty anew
+    assert handle.penalty(_gates(model)) is None
+    assert torch.equal(compute_l0_penalty(model), plain)
+    model(x)
     assert handle.penalty(_gates(model)) is not None
-    with torch.no_grad():  # a changed logit (an optimiser step): the sample's pieces are stale
+    with torch.no_grad():  # a changed logit (an optimiser step): the sample's penalty is stale
         model[0].gate.qz_logits.add_(0.5)
     assert handle.penalty(_gates(model)) is None
     assert torch.equal(compute_l0_penalty(model), F_expected(model))
@@ -134,8 +139,37 @@ def test_the_penalty_of_a_fused_model_is_the_unfused_one_and_is_recomputed_when_
         model(x)
     penalty = compute_l0_penalty(model)
     assert penalty.requires_grad and handle.penalty(_gates(model)) is None
-    model(x)
+    model(x)  # a part of the model: its own penalty
     assert compute_l0_penalty(model[0]).item() == pytest.approx(model[0].gate.get_penalty().item())
+
+
+def test_the_penalty_and_the_loss_backpropagate_together_through_one_node():
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 12), torch.randint(3, (6,))
+    grads = {}
+    for fused in (False, True):
+        model = _mlp()
+        if fused:
+            fuse_gates(model)
+        torch.manual_seed(4)
+        loss = nn.functional.cross_entropy(model(x), y)
+        (loss + 1e-2 * compute_l0_penalty(model)).backward()
+        grads[fused] = [p.grad.clone() for p in model.parameters()]
+    for a, b in zip(grads[False], grads[True]):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+    # backpropagated apart, the penalty needs the graph kept (as for any shared node)
+    model = _mlp()
+    fuse_gates(model)
+    loss = nn.functional.cross_entropy(model(x), y)
+    penalty = compute_l0_penalty(model)
+    loss.backward(retain_graph=True)
+    penalty.backward()
+    assert all(g.qz_logits.grad is not None for g in _gates(model))
+    loss = nn.functional.cross_entropy(model(x), y)
+    penalty = compute_l0_penalty(model)
+    loss.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        penalty.backward()
 
 
 def _gates(model):

@@ -348,19 +348,13 @@ class _ExpectedOpen(torch.autograd.Function):
     (logits clamped as everywhere); the gradient is written out, ``cost * p * (1 - p)``
     strictly inside the clamp and 0 outside. A network's penalty otherwise records half a dozen
     tiny operations per gate tensor, whose bookkeeping costs more than their arithmetic in a
-    small model's training step. ``pieces`` (from :func:`_open_pieces`) may be computed ahead,
-    from logits already concatenated (:mod:`l0.fused` does so when it samples).
+    small model's training step.
     """
 
     @staticmethod
-    def forward(ctx, shift: float | Tensor, cost: float | Tensor,  # type: ignore[override]
-                pieces: tuple[Tensor, Tensor, Tensor] | None, *log_alphas: Tensor) -> Tensor:
-        if pieces is None:
-            flat, p, value = _open_pieces(torch.cat([la.reshape(-1) for la in log_alphas]),
-                                          shift, cost)
-        else:  # computed ahead: the cached value is handed out as a new tensor each time
-            flat, p, value = pieces
-            value = value.clone()
+    def forward(ctx, shift: float | Tensor, cost: float | Tensor, *log_alphas: Tensor) -> Tensor:  # type: ignore[override]
+        flat = torch.cat([la.reshape(-1) for la in log_alphas])
+        p, value = _open_value(flat, shift, cost)
         ctx.shapes = [la.shape for la in log_alphas]
         ctx.cost = cost
         ctx.save_for_backward(flat, p)
@@ -370,18 +364,24 @@ class _ExpectedOpen(torch.autograd.Function):
     @once_differentiable  # a second derivative raises instead of silently coming out wrong
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         flat, p = ctx.saved_tensors
-        g = torch.addcmul(p, p, p, value=-1.0).mul_(grad).mul_(ctx.cost)
+        g = _open_gradient(p, ctx.cost, grad)
         g = torch.ops.aten.hardtanh_backward(g, flat, -LOG_ALPHA_BOUND, LOG_ALPHA_BOUND)
         parts = g.split([shape.numel() for shape in ctx.shapes])
-        return (None, None, None, *(part.view(shape) for part, shape in zip(parts, ctx.shapes)))
+        return (None, None, *(part.view(shape) for part, shape in zip(parts, ctx.shapes)))
 
 
-def _open_pieces(flat: Tensor, shift: float | Tensor, cost: float | Tensor, clamp: bool = True
-                 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(flat, P(z != 0), sum cost * P(z != 0))`` of concatenated logits: the forward pass of
+def _open_value(flat: Tensor, shift: float | Tensor, cost: float | Tensor, clamp: bool = True
+                ) -> tuple[Tensor, Tensor]:
+    """``(P(z != 0), sum cost * P(z != 0))`` of concatenated logits, the value of
     :class:`_ExpectedOpen` (``clamp=False``: ``flat`` is clamped already)."""
     p = _prob_nonzero_shifted(flat, shift, clamp)
-    return flat, p, torch.dot(p, cost) if isinstance(cost, Tensor) else p.sum() * cost
+    return p, torch.dot(p, cost) if isinstance(cost, Tensor) else p.sum() * cost
+
+
+def _open_gradient(p: Tensor, cost: float | Tensor, grad: Tensor) -> Tensor:
+    """``grad * cost * p * (1 - p)``: the gradient of :func:`_open_value` before the clamp's
+    mask, for the incoming gradient ``grad`` of the value."""
+    return torch.addcmul(p, p, p, value=-1.0).mul_(grad).mul_(cost)
 
 
 _VECTOR_GATES = 1 << 16
@@ -431,9 +431,9 @@ def _expected_open(terms: list[tuple[Tensor, float, float]]) -> Tensor:
     for group in groups.values():
         coefficients = _one_node_coefficients(group)
         if coefficients is not None:
-            parts.append(_ExpectedOpen.apply(*coefficients, None, *(la for la, _, _ in group)))
+            parts.append(_ExpectedOpen.apply(*coefficients, *(la for la, _, _ in group)))
         else:
-            parts.extend(_ExpectedOpen.apply(float(s), float(c), None, la) for la, s, c in group)
+            parts.extend(_ExpectedOpen.apply(float(s), float(c), la) for la, s, c in group)
     total = parts[0]
     for part in parts[1:]:
         total = total + part

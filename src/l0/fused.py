@@ -123,7 +123,7 @@ class FusedGates:
             model.register_forward_hook(self._after_forward, always_call=True),
         ]
         self._sampled: list[HardConcrete] = []
-        self._penalty: tuple[Any, ...] | None = None
+        self._draw: _Draw | None = None
         self._plan: _Plan | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> FusedGates | None:
@@ -138,7 +138,7 @@ class FusedGates:
         new.gates = tuple(copy.deepcopy(gate, memo) for gate in self.gates)
         new._hooks = copy.deepcopy(self._hooks, memo)
         new._sampled = []
-        new._penalty = None
+        new._draw = None
         new._plan = None
         return new
 
@@ -148,7 +148,7 @@ class FusedGates:
             hook.remove()
         self._hooks = []
         self._clear()
-        self._penalty = self._plan = None
+        self._draw = self._plan = None
         for gate in self.gates:
             if gate._fused_by is self:
                 gate._fused_by = None
@@ -156,37 +156,35 @@ class FusedGates:
     def sample(self) -> None:
         """Draw this step's sample of every gate in training mode (the pre-hook calls it)."""
         self._clear()
-        self._penalty = None
+        self._draw = None
         plan = self._current_plan()
         for group in plan.groups:
+            draw = _Draw(plan, group) if group.coefficients is not None else None
             out = _FusedSample.apply(
                 torch.rand(group.numel, generator=group.generator, device=group.device,
                            dtype=group.dtype),
-                group.temperature, group.low, group.high, group.sizes, group.shapes,
-                group.coefficients, *group.logits)
+                group.temperature, group.low, group.high, group, draw, *group.logits)
             for gate, sample in zip(group.gates, out):
                 gate.__dict__["_fused_sample"] = sample
             self._sampled.extend(group.gates)
-            if group.coefficients is not None:
-                self._penalty = (plan, out[len(group.gates):],
-                                 tuple(la._version for la in group.logits),
-                                 torch.is_grad_enabled())
+            if draw is not None:
+                draw.penalty = out[-1]
+                self._draw = draw
 
     def penalty(self, gates: list[HardConcrete]) -> Tensor | None:
-        """The L0 penalty of ``gates`` from this step's sample — the value and gradient of
-        :func:`l0.compute_l0_penalty`, without concatenating the logits again — or None when the
-        sample cannot give it (``gates`` are not all the fused ones, a logit or a setting changed
-        since, or the sample was drawn without gradients and they are wanted now)."""
-        cached = self._penalty
-        if cached is None or len(gates) != len(self.gates):
+        """The L0 penalty of ``gates`` as computed by this step's sample — an output of the same
+        autograd node, so its gradient costs one more product in that node's backward pass — or
+        None when the sample cannot give it: ``gates`` are not all the fused ones, a logit or a
+        setting changed since, the sample was drawn without gradients and they are wanted now, or
+        the backward pass through the sample has run already."""
+        draw = self._draw
+        if draw is None or draw.consumed or len(gates) != len(self.gates):
             return None
-        plan, pieces, versions, with_grad = cached
-        group = plan.groups[0]
-        if (with_grad < torch.is_grad_enabled() or plan.signature != self._signature()
+        if (draw.with_grad < torch.is_grad_enabled() or draw.plan.signature != self._signature()
                 or any(a is not b for a, b in zip(gates, self.gates))
-                or any(la._version != v for la, v in zip(group.logits, versions))):
+                or any(la._version != v for la, v in zip(draw.group.logits, draw.versions))):
             return None
-        return F._ExpectedOpen.apply(*group.coefficients, pieces, *group.logits)
+        return draw.penalty
 
     def _signature(self) -> tuple[Any, ...]:
         # ids are safe: the plan holds the logits, so no other tensor can take their ids
@@ -238,6 +236,18 @@ class _Group:
                              if with_penalty else None)
 
 
+class _Draw:
+    """One fused sample of a group that covers every fused gate: its penalty output, and what
+    decides whether :meth:`FusedGates.penalty` may hand it out."""
+
+    def __init__(self, plan: _Plan, group: _Group) -> None:
+        self.plan, self.group = plan, group
+        self.versions = tuple(la._version for la in group.logits)
+        self.with_grad = torch.is_grad_enabled()
+        self.consumed = False  # set by the backward pass, which frees the node
+        self.penalty: Tensor | None = None
+
+
 class _Plan:
     """How one step samples: the gates in training mode grouped into :class:`_Group` s, for one
     signature (training flags, logits, settings and costs of every fused gate)."""
@@ -266,14 +276,18 @@ def _settings_vectors(sizes: tuple[int, ...], settings: tuple[tuple[float, float
 class _FusedSample(torch.autograd.Function):
     """Hard Concrete samples of several logit tensors as one autograd node: the logits are
     concatenated and clamped once, sampled with their derivative in one pass, and split back;
-    backward is one product and the clamp's mask over the concatenated gradient. With penalty
-    coefficients, the forward pass also returns the pieces of their L0 penalty
-    (:func:`l0.functional._open_pieces`, not differentiable) from the same clamped logits."""
+    backward is one product and the clamp's mask over the concatenated gradient.
+
+    With a ``draw`` (the group is every fused gate) the node also outputs their L0 penalty
+    ``sum cost * P(z != 0)`` from the same clamped logits: its gradient joins the samples' in
+    the same backward pass (one product more), instead of a second node concatenating the logits
+    again and a second gradient accumulated into every logit tensor.
+    """
 
     @staticmethod
     def forward(ctx, noise: Tensor, temperature: float | Tensor, low: float | Tensor,  # type: ignore[override]
-                high: float | Tensor, sizes: tuple[int, ...], shapes: tuple[torch.Size, ...],
-                coefficients: tuple[Any, Any] | None, *logits: Tensor) -> tuple[Tensor, ...]:
+                high: float | Tensor, group: _Group, draw: _Draw | None,
+                *logits: Tensor) -> tuple[Tensor, ...]:
         ctx.set_materialize_grads(False)
         if len(logits) > 1:  # a new tensor: clamped in place
             flat = torch.cat([la.reshape(-1) for la in logits]).clamp_(
@@ -281,29 +295,37 @@ class _FusedSample(torch.autograd.Function):
         else:
             flat = F._clamp(logits[0].reshape(-1))
         gate, slope = F._sample_with_gradient(flat, noise, temperature, low, high, clamp=False)
-        # the clamped logits give the clamp's mask as the raw ones would: hardtanh_backward
-        # is zero at the bounds themselves
-        ctx.save_for_backward(flat, slope)
-        ctx.sizes, ctx.shapes = sizes, shapes
-        samples = tuple(part.view(shape) for part, shape in zip(gate.split(sizes), shapes))
-        if coefficients is None:
+        samples = tuple(part.view(shape) for part, shape in zip(gate.split(group.sizes),
+                                                                 group.shapes))
+        ctx.group, ctx.draw = group, draw
+        if draw is None:
+            # the clamped logits give the clamp's mask as the raw ones would: hardtanh_backward
+            # is zero at the bounds themselves
+            ctx.save_for_backward(flat, slope)
             return samples
-        pieces = F._open_pieces(flat, *coefficients, clamp=False)
-        ctx.mark_non_differentiable(*pieces)
-        return samples + pieces
+        p, value = F._open_value(flat, *group.coefficients, clamp=False)
+        ctx.save_for_backward(flat, slope, p)
+        return samples + (value,)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        flat, slope = ctx.saved_tensors
-        grads = grads[:len(ctx.sizes)]  # not the penalty pieces
-        if len(grads) == 1:
-            if grads[0] is None:
-                return (None,) * 8
-            grad = grads[0].reshape(-1) * slope
-        else:  # a gate unused in this forward pass has no gradient
-            grad = torch.cat([g.reshape(-1) if g is not None else slope.new_zeros(n)
-                              for g, n in zip(grads, ctx.sizes)]).mul_(slope)
+        group, draw = ctx.group, ctx.draw
+        flat, slope, *p = ctx.saved_tensors
+        if draw is not None:
+            draw.consumed = True
+        sizes = group.sizes
+        parts = grads[:len(sizes)]
+        grad = None
+        if any(g is not None for g in parts):  # a gate unused in the pass has no gradient
+            grad = (parts[0].reshape(-1) * slope if len(parts) == 1 else torch.cat(
+                [g.reshape(-1) if g is not None else slope.new_zeros(n)
+                 for g, n in zip(parts, sizes)]).mul_(slope))
+        if p and grads[-1] is not None:  # the penalty's gradient
+            penalty = F._open_gradient(p[0], group.coefficients[1], grads[-1])
+            grad = penalty if grad is None else grad.add_(penalty)
+        if grad is None:
+            return (None,) * (6 + len(sizes))
         grad = torch.ops.aten.hardtanh_backward(grad, flat, -F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
-        parts = grad.split(ctx.sizes)
-        return (None,) * 7 + tuple(part.view(shape) for part, shape in zip(parts, ctx.shapes))
+        return (None,) * 6 + tuple(part.view(shape)
+                                   for part, shape in zip(grad.split(sizes), group.shapes))
