@@ -7,9 +7,12 @@ them by one noise draw, one fused sample (:func:`l0.functional.sample_with_gradi
 concatenated logits) and one autograd node for the whole model, made by a forward pre-hook on the
 model; each gate module then returns its slice of that sample. The gate parameters stay where
 they are (``qz_logits`` of every :class:`~l0.gates.HardConcrete`, the same state-dict keys), so
-optimisers, checkpoints, :func:`l0.export` and every statistic work unchanged, and
-:func:`l0.compute_l0_penalty` of the model reuses the fused model's cached per-gate
-coefficients.
+optimisers, checkpoints, :func:`l0.export` and every statistic work unchanged. The same node
+also outputs the model's L0 penalty, which :func:`l0.compute_l0_penalty` hands out for that
+forward pass: its gradient is one product more in the node's backward pass. Like any output of a
+shared node, it is backpropagated together with the loss (added to it, as usual), or the first
+of two separate backward passes keeps the graph (``retain_graph=True``); once the node's
+backward pass has run, :func:`~l0.compute_l0_penalty` builds a new penalty node.
 
 The samples are the unfused ones: gates drawing from the same generator get their noise in
 module order from one draw (torch's CPU generators produce the same stream in one draw as in
@@ -64,6 +67,9 @@ def fuse_gates(model: nn.Module) -> FusedGates:
     outside ``model``'s forward pass (a submodule called alone, a gated parameter read
     afterwards) samples on its own as before, and a gate used twice in one forward pass gets the
     same sample both times. Gates in eval mode keep their test-time values.
+    :func:`l0.compute_l0_penalty` of the model after its forward pass is an output of the
+    sample's autograd node: add it to the loss, or pass ``retain_graph=True`` to the first of two
+    separate backward passes (either one frees the node they share).
 
     Examples
     --------
