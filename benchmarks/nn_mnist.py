@@ -181,23 +181,31 @@ def step_cost(sizes: list[int], data, budget: float, rounds: int = 40, block: in
     of steps of each kind in turn, so all kinds see the same machine. Returns per kind the median
     milliseconds per step and the median over rounds of its ratio to dense in the same round."""
     torch.manual_seed(seed)
-    xt, yt = data[0], data[1]
     steps = {}
     for label, (kind, fused) in STEP_KINDS.items():
         model = make(kind, sizes, fused=fused).train()
         steps[label] = trainer(model, rounds * block, budget=None if kind == "dense" else budget,
                                adam_fused=adam_fused)
+    return interleaved(steps, data, rounds, block)
+
+
+def interleaved(steps: dict[str, Callable[[Tensor, Tensor], None]], data, rounds: int,
+                block: int) -> dict[str, tuple[float, float]]:
+    """Time training steps *interleaved*: every round runs a block of steps of each entry in
+    turn (after two warm-up rounds), so all see the same machine. Returns per entry the median
+    milliseconds per step and the median over rounds of its ratio to the first entry's."""
+    xt, yt = data[0], data[1]
     batches = [torch.randint(len(xt), (100,)) for _ in range(block)]
     per_round: dict[str, list[float]] = {k: [] for k in steps}
-    for r in range(rounds + 2):  # two warm-up rounds
+    for r in range(rounds + 2):
         for kind, step in steps.items():
             start = time.perf_counter()
             for idx in batches:
                 step(xt[idx], yt[idx])
             if r >= 2:
                 per_round[kind].append((time.perf_counter() - start) / block * 1e3)
-    dense = per_round["dense"]
-    return {k: (statistics.median(v), statistics.median(a / b for a, b in zip(v, dense)))
+    base = next(iter(per_round.values()))
+    return {k: (statistics.median(v), statistics.median(a / b for a, b in zip(v, base)))
             for k, v in per_round.items()}
 
 
@@ -217,7 +225,6 @@ def ablation(sizes: list[int], data, budget: float, rounds: int = 40, block: int
     """Where the input-unit L0 step's time goes beyond a dense step: each row adds one part,
     all timed interleaved. Returns (label, ms/step, × dense) per row."""
     torch.manual_seed(0)
-    xt, yt = data[0], data[1]
     n = sum(sizes[i] * sizes[i + 1] for i in range(len(sizes) - 1))
     steps = {}
     for label, part in ABLATION:
@@ -237,18 +244,7 @@ def ablation(sizes: list[int], data, budget: float, rounds: int = 40, block: int
         opt = torch.optim.Adam(groups, lr=1e-3, fused=True if adam_fused else None)
         ctl = SparsityController(budget * n, n, lr=5.0, rho=1000.0, start=n, ramp=rounds * block)
         steps[label] = _ablation_step(model, opt, ctl, part)
-    batches = [torch.randint(len(xt), (100,)) for _ in range(block)]
-    per_round: dict[str, list[float]] = {k: [] for k in steps}
-    for r in range(rounds + 2):
-        for label, step in steps.items():
-            start = time.perf_counter()
-            for idx in batches:
-                step(xt[idx], yt[idx])
-            if r >= 2:
-                per_round[label].append((time.perf_counter() - start) / block * 1e3)
-    dense = per_round["dense"]
-    return [(k, statistics.median(v), statistics.median(a / b for a, b in zip(v, dense)))
-            for k, v in per_round.items()]
+    return [(label, *cost) for label, cost in interleaved(steps, data, rounds, block).items()]
 
 
 def _ablation_step(model: nn.Module, opt, ctl: SparsityController,

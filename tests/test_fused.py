@@ -123,22 +123,22 @@ def test_the_penalty_of_a_fused_model_is_the_unfused_one_and_is_recomputed_when_
     for a, b in zip(torch.autograd.grad(cached, logits), torch.autograd.grad(plain, logits)):
         assert torch.equal(a, b)
     # the backward pass freed the node: the next call computes the penalty anew
-    assert handle.penalty(_gates(model)) is None
+    assert handle._sampled_penalty() is None
     assert torch.equal(compute_l0_penalty(model), plain)
     model(x)
-    assert handle.penalty(_gates(model)) is not None
+    assert handle._sampled_penalty() is not None
     with torch.no_grad():  # a changed logit (an optimiser step): the sample's penalty is stale
         model[0].gate.qz_logits.add_(0.5)
-    assert handle.penalty(_gates(model)) is None
+    assert handle._sampled_penalty() is None
     assert torch.equal(compute_l0_penalty(model), F_expected(model))
     model(x)
     model[2].gate.temperature = 0.3  # a changed setting
-    assert handle.penalty(_gates(model)) is None
+    assert handle._sampled_penalty() is None
     assert torch.equal(compute_l0_penalty(model), F_expected(model))
     with torch.no_grad():  # drawn without gradients, wanted with them
         model(x)
     penalty = compute_l0_penalty(model)
-    assert penalty.requires_grad and handle.penalty(_gates(model)) is None
+    assert penalty.requires_grad and handle._sampled_penalty() is None
     model(x)  # a part of the model: its own penalty
     assert compute_l0_penalty(model[0]).item() == pytest.approx(model[0].gate.get_penalty().item())
 
@@ -225,7 +225,7 @@ def test_eval_mode_and_eval_mode_gates_keep_their_test_time_values():
     assert [g for group in handle._current_plan().groups for g in group.gates] == [
         fused[0].gate, fused[4].gate]
     fused(x)
-    assert handle.penalty(_gates(fused)) is None  # the draw did not cover every gate
+    assert handle._sampled_penalty() is None  # the draw did not cover every gate
     torch.testing.assert_close(compute_l0_penalty(fused), F_expected(fused))
 
 
@@ -315,3 +315,22 @@ def test_a_fused_model_samples_through_distributed_data_parallel():
             torch.testing.assert_close(b.grad, a.grad)
     finally:
         dist.destroy_process_group()
+
+
+def test_a_model_moved_to_another_dtype_after_fusing_samples_in_it():
+    model = _mlp()
+    handle = fuse_gates(model)
+    model(torch.randn(2, 12))
+    model.to(torch.float64)  # parameters change in place: the plan must notice
+    out = model(torch.randn(2, 12, dtype=torch.float64))
+    assert out.dtype == torch.float64
+    assert handle._current_plan().groups[0].dtype == torch.float64
+    penalty = handle.penalty()
+    assert penalty.dtype == torch.float64 and penalty is compute_l0_penalty(model)
+    torch.testing.assert_close(penalty, F_expected(model))
+
+
+def test_the_controller_refuses_a_count_that_is_not_a_finite_count_in_its_penalty():
+    ctl = SparsityController(10, 100)
+    with pytest.raises(ValueError, match="`expected` must be a finite count >= 0; got nan"):
+        ctl.penalty(torch.tensor(float("nan"), requires_grad=True))

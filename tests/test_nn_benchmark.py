@@ -24,3 +24,10 @@ def test_digits_version_of_the_network_benchmark():
     assert set(costs) == {"torch default Adam", "Adam(fused=True)"}
     for table in costs.values():
         assert set(table) == set(nn_mnist.STEP_KINDS) and table["dense"][1] == 1.0
+
+
+def test_the_step_ablation_times_every_variant():
+    data = nn_mnist.load_digits_split()
+    rows = nn_mnist.ablation([64, 300, 100, 10], data, 0.3, rounds=1, block=2)
+    assert [label for label, _, _ in rows] == [label for label, _ in nn_mnist.ABLATION]
+    assert rows[0][2] == 1.0 and all(ms > 0 for _, ms, _ in rows)

@@ -177,24 +177,31 @@ class FusedGates:
                 draw.penalty = out[-1]
                 self._draw = draw
 
-    def penalty(self, gates: list[HardConcrete]) -> Tensor | None:
-        """The L0 penalty of ``gates`` as computed by this step's sample — an output of the same
-        autograd node, so its gradient costs one more product in that node's backward pass — or
-        None when the sample cannot give it: ``gates`` are not all the fused ones, a logit or a
-        setting changed since, the sample was drawn without gradients and they are wanted now, or
-        the backward pass through the sample has run already."""
+    def penalty(self) -> Tensor:
+        """The expected L0 penalty of the fused gates — :func:`l0.compute_l0_penalty` of the
+        model. After a training forward pass it is an output of that pass's sample node (its
+        gradient one product more in the node's backward pass); otherwise, or when a logit or a
+        setting changed since, the sample was drawn without gradients and they are wanted now,
+        or the node's backward pass has run, it is computed anew."""
+        sampled = self._sampled_penalty()
+        if sampled is not None:
+            return sampled
+        return F._expected_open([gate._penalty_term() for gate in self.gates])
+
+    def _sampled_penalty(self) -> Tensor | None:
         draw = self._draw
-        if draw is None or draw.consumed or len(gates) != len(self.gates):
+        if draw is None or draw.consumed:
             return None
         if (draw.with_grad < torch.is_grad_enabled() or draw.plan.signature != self._signature()
-                or any(a is not b for a, b in zip(gates, self.gates))
                 or any(la._version != v for la, v in zip(draw.group.logits, draw.versions))):
             return None
         return draw.penalty
 
     def _signature(self) -> tuple[Any, ...]:
-        # ids are safe: the plan holds the logits, so no other tensor can take their ids
-        return tuple((g.training, id(g.qz_logits), g.temperature, g.gamma, g.zeta, g.cost)
+        # ids are safe: the plan holds the logits and generators, so nothing else can take
+        # their ids; dtype, device and shape too, since .to() changes a parameter in place
+        return tuple((g.training, id(g.qz_logits), g.qz_logits.dtype, g.qz_logits.device,
+                      g.qz_logits.shape, id(g.generator), g.temperature, g.gamma, g.zeta, g.cost)
                      for g in self.gates)
 
     def _current_plan(self) -> _Plan:
@@ -228,6 +235,7 @@ class _Group:
         first = gates[0].qz_logits
         self.gates = tuple(gates)
         self.logits = tuple(g.qz_logits for g in gates)
+        self.generators = tuple(g.generator for g in gates)  # held: their ids stay unique
         self.sizes = tuple(la.numel() for la in self.logits)
         self.shapes = tuple(la.shape for la in self.logits)
         self.numel = sum(self.sizes)

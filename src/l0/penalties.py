@@ -59,10 +59,10 @@ def compute_l0_penalty(model: nn.Module) -> Tensor:
     gates = [m for m in model.modules() if isinstance(m, HardConcrete)]
     if not gates:
         return _zero(model)
-    if gates[0]._fused_by is not None:  # this step's fused sample computed it already
-        penalty = gates[0]._fused_by.penalty(gates)
-        if penalty is not None:
-            return penalty
+    fused = gates[0]._fused_by
+    if fused is not None and len(fused.gates) == len(gates) and all(
+            a is b for a, b in zip(fused.gates, gates)):  # its sample may have computed it
+        return fused.penalty()
     return F._expected_open([m._penalty_term() for m in gates])
 
 

@@ -147,7 +147,7 @@ def _lagrangian(expected: Tensor, target: float, total: float, multiplier: float
     from one read of the count, else in tensor operations (no device synchronisation in the
     forward pass; no count read)."""
     if expected.device.type == "cpu" if read is None else read:
-        count = expected.item()
+        count = _check_count("expected", expected)  # read anyway: a NaN count stops here
         c = (count - target) / total
         q = max(c, 0.0) if at_most else c
         return _LagrangianTerm.apply(expected, c * multiplier + q * q * rho,
