@@ -60,7 +60,7 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 25,
 
 
 @pytest.mark.parametrize("make, shape", [(_mlp, (32, 12)), (_conv, (16, 1, 6, 6))])
-def test_a_fused_model_trains_as_the_unfused_one(make, shape):
+def test_a_fused_model_trains_as_the_unfused_one(make, shape, monkeypatch):
     # the same noise reaches the same gates; only the last bit may differ (torch's vectorised
     # and scalar elementwise kernels round differently, and a gate's place in the concatenation
     # decides which one it meets)
@@ -68,7 +68,13 @@ def test_a_fused_model_trains_as_the_unfused_one(make, shape):
     x, y = torch.randn(*shape), torch.randint(3, (shape[0],))
     plain, fused = make(), make()
     losses = _train(plain, x, y)
+
+    def no_sampling_per_gate(self, generator=None):
+        raise AssertionError("a fused gate sampled on its own")
+
+    monkeypatch.setattr(HardConcrete, "sample", no_sampling_per_gate)
     torch.testing.assert_close(_train(fused, x, y, fused=True), losses, rtol=1e-5, atol=0)
+    monkeypatch.undo()
     assert plain.state_dict().keys() == fused.state_dict().keys()
     for (name, a), (_, b) in zip(plain.state_dict().items(), fused.state_dict().items()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
