@@ -47,7 +47,10 @@ def compute_l0_penalty(model: nn.Module) -> Tensor:
     """Expected number of non-zero parameters: every gate in ``model``, counted once.
 
     Structured gates count the parameters they cover (see :class:`~l0.gates.HardConcrete`
-    ``cost``). Differentiable.
+    ``cost``). Differentiable. For a model fused by :func:`l0.fuse_gates`, after a training
+    forward pass this is an output of that pass's sample node (see
+    :meth:`l0.FusedGates.penalty`): add it to the loss, or keep the graph for a second backward
+    pass (``retain_graph=True``).
 
     Examples
     --------
