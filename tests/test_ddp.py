@@ -2,7 +2,8 @@
 
 What must hold: the gate logits' gradients are averaged over the ranks like any parameter's;
 each rank's gate noise is its own (seeded, independent); the budget controller sees the same
-count on every rank; ``export(ddp.module)`` gives the same small network everywhere.
+count on every rank; ``export(ddp.module)`` gives the same small network everywhere; the same
+with the gates fused (``fuse_gates``: one sample per step, the penalty from it).
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ import torch
 from _ranks import spawn_ranks
 from torch import nn
 
-from l0 import L0Linear, SparsityController, compute_l0_penalty, export
+from l0 import L0Linear, SparsityController, compute_l0_penalty, export, fuse_gates
 
 TIMEOUT = 120
 STEPS = 40
 
 
-def build(rank: int) -> nn.Sequential:
+def build(rank: int, one_generator: bool = False) -> nn.Sequential:
+    """The two-layer gated net of ``rank``: a seeded generator per gate layer, or one for both
+    (fused gates then draw all their noise at once and give the penalty from that draw)."""
     torch.manual_seed(0)  # the same initial weights (DDP would broadcast rank 0's anyway)
     noise = [torch.Generator().manual_seed(1000 * (rank + 1) + i) for i in range(2)]
+    if one_generator:
+        noise[1] = noise[0]
     return nn.Sequential(L0Linear(64, 32, structure="input", generator=noise[0]), nn.ReLU(),
                          L0Linear(32, 10, structure="input", generator=noise[1]))
 
@@ -53,22 +58,8 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
     # each rank's noise: its first draw
     out["noise"] = gates[0].sample().detach().tolist()[:8]
 
-    # 1. the averaged gradient of the gate logits: local gradients (no_sync) with the same
-    # noise as the synced step, averaged by hand, against what DDP leaves after backward
-    states = [g.generator.get_state() for g in gates]
-    with ddp.no_sync():
-        nn.functional.cross_entropy(ddp(X[:64]), y[:64]).backward()
-    local = torch.cat([g.qz_logits.grad.flatten() for g in gates])
-    ddp.zero_grad()
-    for g, s in zip(gates, states, strict=True):
-        g.generator.set_state(s)
-    nn.functional.cross_entropy(ddp(X[:64]), y[:64]).backward()
-    synced = torch.cat([g.qz_logits.grad.flatten() for g in gates])
-    everyone = [torch.empty_like(local) for _ in range(world)]
-    dist.all_gather(everyone, local)
-    out["grad_gap"] = float((synced - torch.stack(everyone).mean(0)).abs().max())
-    out["grad_size"] = float(synced.abs().max())
-    ddp.zero_grad()
+    # 1. the averaged gradient of the gate logits
+    out["grad_gap"], out["grad_size"] = _gate_gradient_gap(ddp, gates, X, y, world)
 
     # 3. training under a budget: the controller's count on every rank
     total = sum(g.qz_logits.numel() for g in gates)
@@ -94,8 +85,47 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
     out["export_matches"] = bool(torch.allclose(small(probe), ddp.module.eval()(probe),
                                                 atol=1e-5))
     out["penalty_finite"] = bool(torch.isfinite(compute_l0_penalty(ddp.module)))
+
+    # 4. fused gates (one sample per step for the model) under DDP: the same averaging, and
+    # training with the fused penalty keeps every rank's logits identical
+    fused_model = build(rank, one_generator=True)
+    fuse_gates(fused_model)
+    fused = DDP(fused_model)
+    fused_gates = [fused_model[0].input_gates, fused_model[2].input_gates]
+    out["fused_grad_gap"], out["fused_grad_size"] = _gate_gradient_gap(fused, fused_gates, X, y,
+                                                                       world)
+    optimizer = torch.optim.Adam(fused.parameters(), lr=5e-3)
+    for _ in range(5):
+        loss = nn.functional.cross_entropy(fused(X[:64]), y[:64])
+        penalty = compute_l0_penalty(fused)
+        out.setdefault("fused_penalty_is_sampled", []).append(
+            penalty is fused_model[0].input_gates._fused_by._draw.penalty)
+        optimizer.zero_grad()
+        (loss + 1e-3 * penalty).backward()
+        optimizer.step()
+    out["fused_logits"] = torch.cat([g.qz_logits.detach().flatten() for g in fused_gates]).tolist()
     Path(folder, f"rank{rank}.json").write_text(json.dumps(out))
     dist.destroy_process_group()
+
+
+def _gate_gradient_gap(ddp, gates, X, y, world: int) -> tuple[float, float]:
+    """Local gradients of the gate logits (no_sync) with the same noise as the synced step,
+    averaged by hand, against what DDP leaves after backward: (largest gap, largest gradient)."""
+    import torch.distributed as dist
+
+    states = [g.generator.get_state() for g in gates]
+    with ddp.no_sync():
+        nn.functional.cross_entropy(ddp(X[:64]), y[:64]).backward()
+    local = torch.cat([g.qz_logits.grad.flatten() for g in gates])
+    ddp.zero_grad()
+    for g, s in zip(gates, states, strict=True):
+        g.generator.set_state(s)
+    nn.functional.cross_entropy(ddp(X[:64]), y[:64]).backward()
+    synced = torch.cat([g.qz_logits.grad.flatten() for g in gates])
+    everyone = [torch.empty_like(local) for _ in range(world)]
+    dist.all_gather(everyone, local)
+    ddp.zero_grad()
+    return float((synced - torch.stack(everyone).mean(0)).abs().max()), float(synced.abs().max())
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +135,16 @@ def ranks(tmp_path_factory):
     return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
 
 
-def test_gate_logit_gradients_are_averaged_like_any_parameter(ranks):
+@pytest.mark.parametrize("kind", ["", "fused_"])
+def test_gate_logit_gradients_are_averaged_like_any_parameter(ranks, kind):
     for rank in ranks:
-        assert rank["grad_size"] > 1e-6
-        assert rank["grad_gap"] <= 1e-6 * rank["grad_size"]
+        assert rank[f"{kind}grad_size"] > 1e-6
+        assert rank[f"{kind}grad_gap"] <= 1e-6 * rank[f"{kind}grad_size"]
+
+
+def test_fused_gates_train_alike_on_every_rank_with_the_sampled_penalty(ranks):
+    assert ranks[0]["fused_logits"] == ranks[1]["fused_logits"]
+    assert all(ranks[0]["fused_penalty_is_sampled"])
 
 
 def test_each_rank_draws_its_own_seeded_gate_noise(ranks):

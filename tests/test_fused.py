@@ -297,32 +297,6 @@ def test_the_controller_term_by_numbers_equals_the_term_by_tensors(mode):
         torch.testing.assert_close(a.grad, b.grad)
 
 
-def test_a_fused_model_samples_through_distributed_data_parallel():
-    import datetime
-
-    import torch.distributed as dist
-    from _ranks import free_port
-    from torch.nn.parallel import DistributedDataParallel
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0,
-                            world_size=1, timeout=datetime.timedelta(seconds=30))
-    try:
-        x, y = torch.randn(8, 12), torch.randint(3, (8,))
-        twin, model = _mlp(), _mlp()
-        fuse_gates(twin)
-        fuse_gates(model)
-        ddp = DistributedDataParallel(model)
-        for net in (twin, ddp):
-            torch.manual_seed(9)
-            loss = nn.functional.cross_entropy(net(x), y) + 1e-3 * compute_l0_penalty(net)
-            loss.backward()
-        assert all(g._fused_sample is None for g in _gates(model))
-        for a, b in zip(twin.parameters(), model.parameters()):
-            torch.testing.assert_close(b.grad, a.grad)
-    finally:
-        dist.destroy_process_group()
-
-
 def test_a_model_moved_to_another_dtype_after_fusing_samples_in_it():
     model = _mlp()
     handle = fuse_gates(model)
