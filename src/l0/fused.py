@@ -68,10 +68,10 @@ def fuse_gates(model: nn.Module) -> FusedGates:
     afterwards) samples on its own as before, and a gate used twice in one forward pass gets the
     same sample both times. Gates in eval mode keep their test-time values.
     :func:`l0.compute_l0_penalty` of the model after its forward pass is an output of the
-    sample's autograd node: add it to the loss, or pass ``retain_graph=True`` to the first of two
-    separate backward passes (either one frees the node they share). That needs one draw to cover every
-    fused gate (all share a generator, dtype and device); gates with their own generators are
-    drawn per generator and the penalty gets its own node, as without fusing.
+    sample's autograd node: add it to the loss, or pass ``retain_graph=True`` to the first of
+    two separate backward passes (either one frees the node they share). That needs one draw to
+    cover every fused gate (all share a generator, dtype and device); gates with their own
+    generators are drawn per generator and the penalty gets its own node, as without fusing.
 
     Examples
     --------
