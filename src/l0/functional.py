@@ -71,6 +71,12 @@ def _clamp(log_alpha: Tensor) -> Tensor:
     return log_alpha.clamp(-LOG_ALPHA_BOUND, LOG_ALPHA_BOUND)
 
 
+def _clamp_gradient(grad: Tensor, log_alpha: Tensor) -> Tensor:
+    """``grad`` through :func:`_clamp`: zero where ``log_alpha`` is at or beyond the bounds (the
+    clamped logits give the same mask as the raw ones), in one fused pass."""
+    return torch.ops.aten.hardtanh_backward(grad, log_alpha, -LOG_ALPHA_BOUND, LOG_ALPHA_BOUND)
+
+
 def uniform_noise(
     shape: tuple[int, ...] | torch.Size,
     *,
@@ -243,7 +249,7 @@ class _SampleHardConcrete(torch.autograd.Function):
         if grad.shape != log_alpha.shape:  # noise broadcast over extra dimensions
             grad = grad.sum_to_size(log_alpha.shape)
         # zero beyond the logit clamp (the clamp's derivative), one fused pass
-        grad = torch.ops.aten.hardtanh_backward(grad, log_alpha, -LOG_ALPHA_BOUND, LOG_ALPHA_BOUND)
+        grad = _clamp_gradient(grad, log_alpha)
         return grad, None, None, None, None
 
 
@@ -365,7 +371,7 @@ class _ExpectedOpen(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         flat, p = ctx.saved_tensors
         g = _open_gradient(p, ctx.cost, grad)
-        g = torch.ops.aten.hardtanh_backward(g, flat, -LOG_ALPHA_BOUND, LOG_ALPHA_BOUND)
+        g = _clamp_gradient(g, flat)
         parts = g.split([shape.numel() for shape in ctx.shapes])
         return (None, None, *(part.view(shape) for part, shape in zip(parts, ctx.shapes)))
 
@@ -386,24 +392,23 @@ def _open_gradient(p: Tensor, cost: float | Tensor, grad: Tensor) -> Tensor:
 
 _VECTOR_GATES = 1 << 16
 """Up to this many gates, several gate tensors share one :class:`_ExpectedOpen` node through
-cached per-gate coefficient vectors (the per-operation overhead matters); above it each tensor
-gets its own node (the arithmetic dominates, and the vectors would cost memory)."""
+cached per-gate coefficient vectors (:func:`_per_gate`; the per-operation overhead matters);
+above it each tensor gets its own node (the arithmetic dominates, and the vectors would cost
+memory)."""
 
 
-@functools.lru_cache(maxsize=8)
-def _coefficients(
-    counts: tuple[int, ...], shifts: tuple[float, ...], costs: tuple[float, ...],
-    dtype: torch.dtype, device: torch.device,
-) -> tuple[Tensor, Tensor]:
-    """Per-gate shift and cost vectors for :class:`_ExpectedOpen`, at most ``_VECTOR_GATES``
-    long (cached: a model asks for the same ones every step until a temperature changes). Made
-    outside inference mode whatever the caller's mode: a cached inference tensor could never be
-    saved for a later backward pass."""
+@functools.lru_cache(maxsize=16)
+def _per_gate(counts: tuple[int, ...], values: tuple[tuple[float, ...], ...],
+              dtype: torch.dtype, device: torch.device) -> tuple[Tensor, ...]:
+    """Per-gate vectors from per-tensor numbers: ``values[i]`` holds tensor ``i``'s numbers
+    (shift and cost of :class:`_ExpectedOpen`, or a fused sample's temperature and stretch), each
+    repeated over its ``counts[i]`` gates; one vector per number. Cached: a model asks for the
+    same ones every step until a setting changes. Made outside inference mode whatever the
+    caller's mode: a cached inference tensor could never be saved for a later backward pass."""
     with torch.inference_mode(False):
         repeats = torch.tensor(counts, device=device)
-        shift = torch.tensor(shifts, dtype=dtype, device=device).repeat_interleave(repeats)
-        cost = torch.tensor(costs, dtype=dtype, device=device).repeat_interleave(repeats)
-    return shift, cost
+        return tuple(torch.tensor(column, dtype=dtype, device=device).repeat_interleave(repeats)
+                     for column in zip(*values))
 
 
 def _one_node_coefficients(terms: list[tuple[Tensor, float, float]]
@@ -417,8 +422,9 @@ def _one_node_coefficients(terms: list[tuple[Tensor, float, float]]
     if sum(counts) > _VECTOR_GATES:
         return None
     first = terms[0][0]
-    return _coefficients(counts, tuple(float(s) for _, s, _ in terms),
-                         tuple(float(c) for _, _, c in terms), first.dtype, first.device)
+    shift, cost = _per_gate(counts, tuple((float(s), float(c)) for _, s, c in terms),
+                            first.dtype, first.device)
+    return shift, cost
 
 
 def _expected_open(terms: list[tuple[Tensor, float, float]]) -> Tensor:

@@ -26,7 +26,6 @@ per dtype and device.
 from __future__ import annotations
 
 import copy
-import functools
 from typing import Any
 
 import torch
@@ -246,7 +245,7 @@ class _Group:
         if all(s == settings[0] for s in settings):
             self.temperature, self.low, self.high = settings[0]
         else:  # per-gate values repeated over each tensor's gates
-            self.temperature, self.low, self.high = _settings_vectors(
+            self.temperature, self.low, self.high = F._per_gate(
                 self.sizes, settings, first.dtype, first.device)
         self.coefficients = (F._one_node_coefficients([g._penalty_term() for g in gates])
                              if with_penalty else None)
@@ -280,15 +279,6 @@ class _Plan:
                        for group in groups.values()]
 
 
-@functools.lru_cache(maxsize=8)
-def _settings_vectors(sizes: tuple[int, ...], settings: tuple[tuple[float, float, float], ...],
-                      dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    with torch.inference_mode(False):
-        repeats = torch.tensor(sizes, device=device)
-        columns = torch.tensor(settings, dtype=dtype, device=device).repeat_interleave(repeats, 0)
-    return columns[:, 0], columns[:, 1], columns[:, 2]
-
-
 class _FusedSample(torch.autograd.Function):
     """Hard Concrete samples of several logit tensors as one autograd node: the logits are
     concatenated and clamped once, sampled with their derivative in one pass, and split back;
@@ -305,18 +295,13 @@ class _FusedSample(torch.autograd.Function):
                 high: float | Tensor, group: _Group, draw: _Draw | None,
                 *logits: Tensor) -> tuple[Tensor, ...]:
         ctx.set_materialize_grads(False)
-        if len(logits) > 1:  # a new tensor: clamped in place
-            flat = torch.cat([la.reshape(-1) for la in logits]).clamp_(
-                -F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
-        else:
-            flat = F._clamp(logits[0].reshape(-1))
+        flat = F._clamp(torch.cat([la.reshape(-1) for la in logits]) if len(logits) > 1
+                        else logits[0].reshape(-1))
         gate, slope = F._sample_with_gradient(flat, noise, temperature, low, high, clamp=False)
         samples = tuple(part.view(shape) for part, shape in zip(gate.split(group.sizes),
                                                                  group.shapes))
         ctx.group, ctx.draw = group, draw
-        if draw is None:
-            # the clamped logits give the clamp's mask as the raw ones would: hardtanh_backward
-            # is zero at the bounds themselves
+        if draw is None:  # the clamped logits serve the clamp's gradient (F._clamp_gradient)
             ctx.save_for_backward(flat, slope)
             return samples
         p, value = F._open_value(flat, *group.coefficients, clamp=False)
@@ -342,6 +327,6 @@ class _FusedSample(torch.autograd.Function):
             grad = penalty if grad is None else grad.add_(penalty)
         if grad is None:
             return (None,) * (6 + len(sizes))
-        grad = torch.ops.aten.hardtanh_backward(grad, flat, -F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
+        grad = F._clamp_gradient(grad, flat)
         return (None,) * 6 + tuple(part.view(shape)
                                    for part, shape in zip(grad.split(sizes), group.shapes))
