@@ -9,7 +9,9 @@ with the gates fused (``fuse_gates``: one sample per step, the penalty from it).
 from __future__ import annotations
 
 import datetime
+import gc
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +107,14 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
         optimizer.step()
     out["fused_logits"] = torch.cat([g.qz_logits.detach().flatten() for g in fused_gates]).tolist()
     Path(folder, f"rank{rank}.json").write_text(json.dumps(out))
+    # DDP's reducers must go before the process group, and the gloo threads must not be torn
+    # down by the interpreter's exit: torch can then abort ("terminate called without an
+    # active exception") after every result is written, failing the rank's exit code.
+    del ddp, fused
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
+    os._exit(0)
 
 
 def _gate_gradient_gap(ddp, gates, X, y, world: int) -> tuple[float, float]:
