@@ -8,6 +8,7 @@ state (first and second moments, step count) lives here and is checkpointed with
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -15,6 +16,35 @@ from torch import Tensor
 from torch.optim.adam import adam
 
 __all__ = ["Adam"]
+
+
+def _run(params: list[Tensor], grads: list[Tensor], exp_avg: list[Tensor],
+         exp_avg_sq: list[Tensor], steps: list[Tensor], fused: bool | None, lr: float,
+         betas: tuple[float, float], eps: float) -> None:
+    adam(
+        params, grads, exp_avg, exp_avg_sq, [], steps,
+        foreach=False if fused else None, fused=fused, amsgrad=False,
+        beta1=betas[0], beta2=betas[1], lr=lr, weight_decay=0.0, eps=eps, maximize=False,
+    )
+
+
+@functools.cache
+def _has_fused_kernel(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether torch's fused Adam runs on ``device`` for ``dtype``, tried on scratch tensors.
+
+    A failed fused call may already have counted its step (torch increments the step counts
+    before the kernel checks its arguments), so it is never tried on the real state: a retry
+    without the kernel would then run a second step count, and a wrong bias correction.
+    """
+    scratch = [torch.zeros(1, dtype=dtype, device=device) for _ in range(4)]
+    step = [torch.zeros((), dtype=torch.float32, device=device)]
+    try:
+        with torch.no_grad():
+            _run(scratch[:1], scratch[1:2], scratch[2:3], scratch[3:], step, True, 0.1,
+                 (0.9, 0.999), 1e-8)
+    except RuntimeError:  # pragma: no cover - a torch or device without the fused kernel
+        return False
+    return True
 
 
 class Adam:
@@ -27,28 +57,16 @@ class Adam:
         self.lr, self.betas, self.eps = lr, betas, eps
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
-        self.steps = [torch.zeros((), dtype=torch.float32) for _ in params]
-        self.fused: bool | None = True
+        # the step counts live with the parameters: the fused kernel on a GPU reads them there
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in params]
+        self.fused: bool | None = all(_has_fused_kernel(p.device, p.dtype) for p in params) or None
 
     def step(self, grads: list[Tensor] | None = None) -> None:
         """One update with ``grads`` (default: each parameter's ``.grad``)."""
         grads = [p.grad for p in self.params] if grads is None else grads
         with torch.no_grad():
-            try:
-                self._run(grads, self.fused)
-            except RuntimeError:  # pragma: no cover - a torch or device without the fused kernel
-                if not self.fused:
-                    raise
-                self.fused = None
-                self._run(grads, None)
-
-    def _run(self, grads: list[Tensor], fused: bool | None) -> None:
-        adam(
-            self._data, grads, self.exp_avg, self.exp_avg_sq, [],
-            self.steps, foreach=False if fused else None, fused=fused, amsgrad=False,
-            beta1=self.betas[0], beta2=self.betas[1], lr=self.lr, weight_decay=0.0,
-            eps=self.eps, maximize=False,
-        )
+            _run(self._data, grads, self.exp_avg, self.exp_avg_sq, self.steps, self.fused,
+                 self.lr, self.betas, self.eps)
 
     def state_dict(self) -> dict[str, Any]:
         return {
