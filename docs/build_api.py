@@ -3,7 +3,7 @@
     python docs/build_api.py [OUT]      # default: docs/api
 
 Every public module is listed explicitly, so modules that a package's ``__all__`` does not name
-(``l0.layers``, ``l0.calibration.margins``, ...) get their own page; private modules do not.
+(``l0.nn.layers``, ``l0.calibration.margins``, ...) get their own page; private modules do not.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import warnings
 from pathlib import Path
 
 MODULES = [
-    "l0", "l0.functional", "l0.distributions", "l0.gates", "l0.layers", "l0.parametrize",
-    "l0.export", "l0.costs", "l0.penalties", "l0.schedules", "l0.selection", "l0.sparse",
-    "l0.diagnostics", "l0.compute", "l0.datasets", "l0.cli",
+    "l0", "l0.functional", "l0.distributions", "l0.selection", "l0.diagnostics", "l0.datasets",
+    "l0.cli",
+    "l0.nn", "l0.nn.gates", "l0.nn.sites", "l0.nn.layers", "l0.nn.parametrize", "l0.nn.sparse",
+    "l0.nn.fused", "l0.nn.export", "l0.nn.costs", "l0.nn.compute", "l0.nn.penalties",
+    "l0.nn.schedules",
     "l0.calibration", "l0.calibration.options", "l0.calibration.result",
     "l0.calibration.frontier", "l0.calibration.targets", "l0.calibration.margins",
     "l0.calibration.geography", "l0.calibration.estimator", "l0.calibration.plots",

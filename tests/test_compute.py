@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from l0 import L0Conv2d, L0Linear, export, l0_gate, layer_costs
-from l0.compute import ComputeCost
+from l0.nn.compute import ComputeCost
 
 
 def gated(model: nn.Module) -> list:

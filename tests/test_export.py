@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from l0 import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP, export, l0_gate
-from l0.layers import _GatedLayer
+from l0.nn.layers import _GatedLayer
 
 
 def close_some(gate, fraction, seed=0):

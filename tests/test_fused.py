@@ -17,7 +17,7 @@ from l0 import (
     fuse_gates,
     l0_gate,
 )
-from l0.schedules import _lagrangian
+from l0.nn.schedules import _lagrangian
 
 
 def _mlp(seed: int = 0) -> nn.Sequential:

@@ -15,7 +15,7 @@ from l0 import (
 from l0 import (
     functional as F,
 )
-from l0.parametrize import L0Parametrization
+from l0.nn.parametrize import L0Parametrization
 
 
 def test_input_unit_gates_multiply_columns_by_the_test_time_gate():

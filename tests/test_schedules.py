@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from l0 import HardConcrete, SparsityController, TemperatureScheduler
-from l0.schedules import anneal
+from l0.nn.schedules import anneal
 
 
 @pytest.mark.parametrize("schedule", ["linear", "exponential", "cosine"])

@@ -5,38 +5,44 @@ Hard Concrete core (:mod:`l0.functional`). The names below are those of l0-pytho
 new ones; see the README for a tour.
 """
 
-from . import diagnostics, functional
+from . import diagnostics, functional, nn
+from ._distribution import HardConcreteDistribution
 from .calibration import CalibrationResult, SparseCalibrationWeights, calibrate
-from .compute import ComputeCost
-from .costs import layer_costs
-from .distributions import HardConcreteDistribution
-from .export import export
-from .fused import FusedGates, fuse_gates
-from .gates import HardConcrete, L0Gate
-from .layers import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP, prune_model
-from .parametrize import l0_gate, remove_gates
-from .penalties import (
+from .nn import (
+    BudgetController,
+    ComputeCost,
+    FusedGates,
+    HardConcrete,
+    L0Conv2d,
+    L0DepthwiseConv2d,
+    L0Gate,
+    L0Linear,
     PenaltyTracker,
+    SparseL0Linear,
+    SparseMLP,
+    SparsityController,
+    TemperatureScheduler,
     compute_l0_penalty,
     compute_l0l2_penalty,
     compute_l2_penalty,
+    export,
+    fuse_gates,
     get_active_parameter_count,
     get_sparsity_stats,
-)
-from .schedules import (
-    BudgetController,
-    SparsityController,
-    TemperatureScheduler,
+    l0_gate,
+    layer_costs,
+    prune_model,
+    remove_gates,
     update_temperatures,
 )
 from .selection import FeatureGate, HybridGate, SampleGate
-from .sparse import SparseL0Linear
 
 __version__ = "0.7.0.dev0"
 
 __all__ = [
     # core
     "functional",
+    "nn",
     "HardConcrete",
     "HardConcreteDistribution",
     "L0Gate",

@@ -1,7 +1,7 @@
 """State-dict keys of the 0.6.x estimators, kept while their logits live in a gate module.
 
 ``SparseCalibrationWeights`` and ``SparseL0Linear`` keep their gate logits in a
-:class:`~l0.gates.HardConcrete` module (attribute ``gates``), so that model-wide tools see them;
+:class:`~l0.nn.gates.HardConcrete` module (attribute ``gates``), so that model-wide tools see them;
 0.6.x saved those logits as the parameter ``log_alpha``. :func:`keep_log_alpha_key` makes
 ``state_dict()`` write ``log_alpha`` and ``load_state_dict()`` read it (and the new key too).
 """

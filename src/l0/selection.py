@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from ._random import local_generator
 from ._validation import check_choice, check_int, check_real
-from .gates import L0Gate
-from .schedules import SparsityController, anneal
+from .nn.gates import L0Gate
+from .nn.schedules import SparsityController, anneal
 
 __all__ = ["SampleGate", "FeatureGate", "HybridGate"]
 
@@ -127,7 +127,7 @@ class SampleGate(L0Gate):
 
         The loss is the mean squared relative error of the gate-weighted column means (columns
         with a zero mean are scaled by their standard deviation); a
-        :class:`~l0.schedules.SparsityController` holds the expected number of open gates at
+        :class:`~l0.nn.schedules.SparsityController` holds the expected number of open gates at
         ``target_samples``. Training continues from the current logits; the module is left in
         eval mode.
 
@@ -276,7 +276,7 @@ class FeatureGate(L0Gate):
         The loss is the model's mean squared error (on standardised ``y``) or mean binary
         cross-entropy, plus ``lambda_l0`` times the expected fraction of open gates (so a column
         must lower the loss by about ``lambda_l0 / n_features`` to stay); a
-        :class:`~l0.schedules.SparsityController` keeps the expected count at most
+        :class:`~l0.nn.schedules.SparsityController` keeps the expected count at most
         ``max_features``. The fitted model is kept as ``coef_`` and ``intercept_`` (on the
         standardised scale, see ``x_mean_`` and ``x_scale_``). The temperature is annealed from
         ``max(temperature, 2/3)`` down to the gate's own over the first half of the epochs, to

@@ -22,7 +22,7 @@ from .. import functional as F
 from .._random import generator_or_global
 from .._state_keys import LegacyGateNames, keep_log_alpha_key
 from .._validation import check_choice, check_device, check_int, check_real, fail
-from ..gates import HardConcrete
+from ..nn.gates import HardConcrete
 from ._backends import make_backend
 from ._matrix import as_csr, as_vector
 from ._problem import build_problem

@@ -50,7 +50,7 @@ class L0Options:
         Keep at most this many records. With ``selection="auto"`` the support is the capped LP
         vertex with the largest cap that fits the budget (exact whenever any capped vertex fits);
         otherwise the Hard Concrete gates choose it, a multiplicative Lagrange multiplier
-        (:class:`l0.schedules.BudgetController`) driving the expected number of open gates to
+        (:class:`l0.nn.schedules.BudgetController`) driving the expected number of open gates to
         ``max_records`` in place of ``lambda_l0``.
     target_error : float, optional
         Keep as few records as possible with every target within this relative error (a

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ...schedules import BudgetController
+from ...nn.schedules import BudgetController
 from ._engine import GradientEngine
 
 __all__ = ["StoppingRule", "TrainingLoop", "check_checkpoint_path"]

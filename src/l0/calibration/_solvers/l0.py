@@ -36,7 +36,7 @@ from ... import functional as F
 from ..._random import local_generator
 from ..._validation import fail
 from ...diagnostics import effective_sample_size as ess
-from ...schedules import BudgetController
+from ...nn.schedules import BudgetController
 from .._backends import make_backend
 from .._objective import Objective
 from .._problem import CalibrationProblem

@@ -6,7 +6,7 @@ cost of those small operations is most of what the gates cost. ``fuse_gates(mode
 them by one noise draw, one fused sample (:func:`l0.functional.sample_with_gradient` over the
 concatenated logits) and one autograd node for the whole model, made by a forward pre-hook on the
 model; each gate module then returns its slice of that sample. The gate parameters stay where
-they are (``qz_logits`` of every :class:`~l0.gates.HardConcrete`, the same state-dict keys), so
+they are (``qz_logits`` of every :class:`~l0.nn.gates.HardConcrete`, the same state-dict keys), so
 optimisers, checkpoints, :func:`l0.export` and every statistic work unchanged. The same node
 also outputs the model's L0 penalty, which :func:`l0.compute_l0_penalty` hands out for that
 forward pass: its gradient is one product more in the node's backward pass. Like any output of a
@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from . import functional as F
+from .. import functional as F
 from .gates import HardConcrete
 
 __all__ = ["FusedGates", "fuse_gates"]
@@ -45,7 +45,7 @@ def fuse_gates(model: nn.Module) -> FusedGates:
     ----------
     model : torch.nn.Module
         A model holding gates (gated layers, :func:`l0.l0_gate` parametrizations, selection
-        gates, bare :class:`~l0.gates.HardConcrete` modules). The gates found now are fused; call
+        gates, bare :class:`~l0.nn.gates.HardConcrete` modules). The gates found now are fused; call
         :meth:`FusedGates.remove` (or fuse again after removing) when the model changes.
 
     Returns

@@ -3,7 +3,7 @@
 ``l0_gate(module, "weight", dim=1)`` registers a parametrization that returns
 ``weight * z`` with Hard Concrete gates ``z``: one per element (``dim=None``) or one per slice along
 ``dim`` (``dim=1`` of a linear weight gates input units, ``dim=0`` output units or conv output
-channels). The gate module is a :class:`~l0.gates.HardConcrete` living inside the parametrization,
+channels). The gate module is a :class:`~l0.nn.gates.HardConcrete` living inside the parametrization,
 so :func:`l0.compute_l0_penalty`, :func:`l0.update_temperatures` and the statistics find it like any
 other gate; a structured gate counts every parameter it covers (``cost``).
 
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ._validation import check_int, check_real, fail
+from .._validation import check_int, check_real, fail
 from .gates import HardConcrete
 
 __all__ = ["L0Parametrization", "l0_gate", "remove_gates"]
@@ -35,7 +35,7 @@ class L0Parametrization(nn.Module):
     dim : int or None
         ``None``: a gate per element; an int: a gate per index along that dimension.
     temperature, init_mean, rule, generator :
-        Passed to :class:`~l0.gates.HardConcrete`.
+        Passed to :class:`~l0.nn.gates.HardConcrete`.
     """
 
     def __init__(

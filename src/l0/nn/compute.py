@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._validation import fail
+from .._validation import fail
 from .costs import gate_probabilities
 from .export import _PER_UNIT, _sequence
 from .layers import L0Conv2d, L0Linear

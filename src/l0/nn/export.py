@@ -1,7 +1,7 @@
 """``export(model)``: a plain, physically smaller torch model with the closed units removed.
 
-The gated layers (:class:`~l0.layers.L0Linear`, :class:`~l0.layers.L0Conv2d`,
-:class:`~l0.layers.L0DepthwiseConv2d`, and any tensor gated by :func:`l0.l0_gate`) become plain
+The gated layers (:class:`~l0.nn.layers.L0Linear`, :class:`~l0.nn.layers.L0Conv2d`,
+:class:`~l0.nn.layers.L0DepthwiseConv2d`, and any tensor gated by :func:`l0.l0_gate`) become plain
 ``nn.Linear``/``nn.Conv2d`` layers with their test-time gates baked in. Then, between each pair of
 consecutive layers (a *producer* and the next *consumer*, separated only by per-unit modules:
 activations, dropout, batch norm, pooling, flatten), every unit or channel the consumer no longer
@@ -17,7 +17,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from ._validation import fail
+from .._validation import fail
 from .gates import HardConcrete
 from .layers import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP
 from .parametrize import remove_gates

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from ._validation import check_choice, check_int, check_real
+from .._validation import check_choice, check_int, check_real
 from .gates import HardConcrete
 
 __all__ = [

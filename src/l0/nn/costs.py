@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ._validation import fail
+from .._validation import fail
 from .layers import _GatedLayer
 from .parametrize import L0Parametrization
 
