@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from l0 import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP, export, l0_gate
-from l0.nn.layers import _GatedLayer
+from l0.nn.sites import GateSite
 
 
 def close_some(gate, fraction, seed=0):
@@ -18,7 +18,7 @@ def close_some(gate, fraction, seed=0):
 
 def assert_plain(model):
     for m in model.modules():
-        assert not isinstance(m, _GatedLayer)
+        assert not isinstance(m, GateSite)
         assert not hasattr(m, "parametrizations")
 
 

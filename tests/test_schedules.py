@@ -176,7 +176,7 @@ def test_sparsity_controller_brings_a_network_to_its_budget_within_two_percent(s
         ctl.step(expected.detach())
     target = fraction * total
     assert abs(compute_l0_penalty(model).item() - target) <= 0.02 * target
-    active = sum(int((m.weight * m._test_time_masks()[0] != 0).sum()) for m in model
+    active = sum(int((m.weight * m.test_time_masks()[0] != 0).sum()) for m in model
                  if isinstance(m, L0Linear))
     assert abs(active - target) <= 0.03 * target  # whole input units move in blocks
     model.eval()

@@ -26,13 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import fail
-from .costs import gate_probabilities
-from .export import _PER_UNIT, _sequence
-from .layers import L0Conv2d, L0Linear
+from ._chain import PER_UNIT, is_layer, sequence
+from .sites import open_probabilities
 
 __all__ = ["ComputeCost"]
-
-_LAYERS = (nn.Linear, nn.Conv2d, L0Linear, L0Conv2d)
 
 
 def _never_open(p: Tensor, dims: tuple[int, ...]) -> Tensor:
@@ -89,10 +86,10 @@ class ComputeCost:
     def __init__(self, model: nn.Module, example_input: Tensor) -> None:
         if not isinstance(model, nn.Module):
             raise fail("model", "a torch.nn.Module", model, TypeError)
-        chain = _sequence(model)
-        self.layers = [m for m in chain if isinstance(m, _LAYERS)]
+        chain = sequence(model)
+        self.layers = [m for m in chain if is_layer(m)]
         for position, m in enumerate(chain):
-            if not isinstance(m, _LAYERS + _PER_UNIT):
+            if not (is_layer(m) or isinstance(m, PER_UNIT)):
                 raise TypeError(f"`model` must be linear/convolution layers with per-unit "
                                 f"modules between them; got {type(m).__name__} at position "
                                 f"{position}.")
@@ -142,7 +139,7 @@ class ComputeCost:
         every pair of layers, the outputs of the last layer (all of them) — as (units, input
         features of the next layer): they differ when a linear layer reads a flattened
         convolution (features = channels × positions)."""
-        sides = [_written_and_read(gate_probabilities(m), m.weight.shape) for m in self.layers]
+        sides = [_written_and_read(open_probabilities(m), m.weight.shape) for m in self.layers]
         first = torch.as_tensor(float(self.layers[0].weight.shape[1]))
         live = [(first, first)]
         for i in range(len(self.layers) - 1):

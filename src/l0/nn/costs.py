@@ -14,45 +14,75 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from .._validation import fail
-from .layers import _GatedLayer
-from .parametrize import L0Parametrization
+from .sites import GateSite, site_of
 
-__all__ = ["layer_costs", "gate_probabilities"]
+__all__ = ["layer_costs"]
 
-
-def gate_probabilities(module: nn.Module) -> Tensor:
-    """P(open) of the layer's gates, shaped to broadcast against its weight: (out, 1, ...) for
-    output-unit or channel gates, (1, in, ...) for input-unit gates, the weight's shape for
-    per-weight gates, a scalar 1 for an ungated layer."""
-    if isinstance(module, _GatedLayer):
-        return module._masks(module.gate.get_active_prob())[0]
-    if parametrize.is_parametrized(module, "weight"):
-        gated = [p for p in module.parametrizations.weight if isinstance(p, L0Parametrization)]
-        if gated:
-            return gated[0].broadcast(gated[0].gate.get_active_prob())
-    return torch.ones((), dtype=module.weight.dtype, device=module.weight.device)
+_TOTALS = ("params_total", "params_expected", "params_active", "macs_total", "macs_expected",
+           "macs_active")
 
 
 def _weight_probabilities(module: nn.Module) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """(P(open), test-time open) for the weight, and the same for the bias (None if ungated)."""
-    if isinstance(module, _GatedLayer):
-        gate = module.gate
-        w_prob, b_prob = module._masks(gate.get_active_prob())
-        w_open, b_open = module._masks((gate.deterministic() != 0).to(w_prob.dtype))
-        shape = module.weight.shape
-        return (w_prob.expand(shape), w_open.expand(shape),
-                None if b_prob is None else b_prob, None if b_open is None else b_open)
-    weight = module.weight
+    site = site_of(module)
+    weight = module.weight if site is None else site.gated_weight
     ones = torch.ones_like(weight)
-    if parametrize.is_parametrized(module, "weight"):
-        gated = [p for p in module.parametrizations.weight if isinstance(p, L0Parametrization)]
-        if gated:
-            opened = gated[0].broadcast((gated[0].gate.deterministic() != 0).to(weight.dtype))
-            return gate_probabilities(module) * ones, opened * ones, None, None
-    return ones, ones, None, None
+    if site is None:
+        return ones, ones, None, None
+    w_prob, b_prob = site.masks(site.gate.get_active_prob())
+    w_open, b_open = site.masks((site.gate.deterministic() != 0).to(w_prob.dtype))
+    return w_prob * ones, w_open * ones, b_prob, b_open
+
+
+def _layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The linear and convolution layers of ``model``, gated or not (not the plain modules
+    inside a gated layer, such as a depthwise layer's convolution)."""
+    inside = [name for name, m in model.named_modules() if isinstance(m, GateSite) and name]
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, (GateSite, nn.Linear, nn.Conv2d))
+            and not any(name.startswith(g + ".") for g in inside)}
+
+
+def _output_positions(model: nn.Module, layers: dict[str, nn.Module], example_input: Tensor
+                      ) -> dict[str, int]:
+    """Output positions per example of every layer one eval-mode forward pass reaches."""
+    positions: dict[str, int] = {}
+
+    def record(name: str, module: nn.Module, out: Tensor) -> None:
+        # a linear layer's leading dims, a conv's H x W; an unbatched input (a vector into a
+        # linear layer, C x H x W into a convolution) is one example
+        unbatched = out.dim() == (3 if module.weight.dim() == 4 else 1)
+        example = out if unbatched else out[0]
+        positions[name] = int(example.numel()) // int(module.weight.shape[0])
+
+    hooks = [m.register_forward_hook(lambda mod, args, out, name=name: record(name, mod, out))
+             for name, m in layers.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        model(example_input)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return positions
+
+
+def _layer_row(module: nn.Module, positions: int) -> dict[str, Any]:
+    w_prob, w_open, b_prob, b_open = _weight_probabilities(module)
+    n_weights = w_prob.numel()  # not module.weight: a gated tensor would draw its gates
+    n_bias = 0 if module.bias is None else module.bias.numel()
+    return {
+        "params_total": n_weights + n_bias,
+        "params_expected": float(w_prob.sum()) + (
+            n_bias if b_prob is None else float(b_prob.sum())),
+        "params_active": int(w_open.sum()) + (n_bias if b_open is None else int(b_open.sum())),
+        "macs_total": n_weights * positions,
+        "macs_expected": float(w_prob.sum()) * positions,
+        "macs_active": int(w_open.sum()) * positions,
+    }
 
 
 @torch.no_grad()
@@ -87,49 +117,14 @@ def layer_costs(model: nn.Module, example_input: Tensor) -> dict[str, dict[str, 
         raise fail("model", "a torch.nn.Module", model, TypeError)
     if not isinstance(example_input, Tensor):
         raise fail("example_input", "a tensor the model accepts", example_input, TypeError)
-    gated = [name for name, m in model.named_modules() if isinstance(m, _GatedLayer)]
-    layers = {name: m for name, m in model.named_modules()
-              if isinstance(m, (_GatedLayer, nn.Linear, nn.Conv2d))
-              and not any(name.startswith(g + ".") for g in gated if g)}
-    positions: dict[str, int] = {}
-
-    def record(name: str, module: nn.Module, out: Tensor) -> None:
-        # output positions per example: a linear layer's leading dims, a conv's H x W; an
-        # unbatched input (a vector into a linear layer, C x H x W into a convolution) is one
-        # example
-        unbatched = out.dim() == (3 if module.weight.dim() == 4 else 1)
-        example = out if unbatched else out[0]
-        positions[name] = int(example.numel()) // int(module.weight.shape[0])
-
-    hooks = [m.register_forward_hook(lambda mod, args, out, name=name: record(name, mod, out))
-             for name, m in layers.items()]
-    was_training = model.training
-    model.eval()
-    try:
-        model(example_input)
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
+    layers = _layers(model)
+    positions = _output_positions(model, layers, example_input)
     report: dict[str, dict[str, Any]] = {}
-    total = dict.fromkeys(("params_total", "params_expected", "params_active", "macs_total",
-                           "macs_expected", "macs_active"), 0)
+    total = dict.fromkeys(_TOTALS, 0)
     for name, m in layers.items():
         if name not in positions:
             continue  # not reached by the forward pass
-        w_prob, w_open, b_prob, b_open = _weight_probabilities(m)
-        bias = m.bias
-        n_bias = 0 if bias is None else bias.numel()
-        row = {
-            "params_total": m.weight.numel() + n_bias,
-            "params_expected": float(w_prob.sum()) + (
-                n_bias if b_prob is None else float(b_prob.sum())),
-            "params_active": int(w_open.sum()) + (n_bias if b_open is None else int(b_open.sum())),
-            "macs_total": m.weight.numel() * positions[name],
-            "macs_expected": float(w_prob.sum()) * positions[name],
-            "macs_active": int(w_open.sum()) * positions[name],
-        }
-        report[name] = row
+        report[name] = row = _layer_row(m, positions[name])
         for key in total:
             total[key] += row[key]
     report["total"] = total

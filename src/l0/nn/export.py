@@ -17,75 +17,26 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from .._validation import fail
+from ._chain import PER_UNIT, is_dense_layer, sequence
 from .gates import HardConcrete
-from .layers import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP
 from .parametrize import remove_gates
+from .sites import GateSite
 
 __all__ = ["export"]
-
-# modules that act on each unit / channel separately and map a constant to a constant
-_PER_UNIT = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Identity,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.BatchNorm1d, nn.BatchNorm2d,
-    nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten,
-)
-
 
 @torch.no_grad()
 def _plain(module: nn.Module) -> nn.Module:
     """A plain copy of ``module`` with its test-time gates baked into the parameters."""
-    if isinstance(module, (L0Linear, L0Conv2d)):
-        weight, bias = (t.detach() for t in _baked(module))
-        if isinstance(module, L0Linear):
-            plain: nn.Module = nn.Linear(module.in_features, module.out_features,
-                                         bias=bias is not None)
-        else:
-            plain = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
-                              module.stride, module.padding, module.dilation,
-                              bias=bias is not None)
-        plain = plain.to(device=weight.device, dtype=weight.dtype)
-        plain.weight.copy_(weight)
-        if bias is not None:
-            plain.bias.copy_(bias)
-        return plain
-    if isinstance(module, L0DepthwiseConv2d):
-        weight, bias = _baked(module)
-        plain = copy.deepcopy(module.depthwise_conv)
-        plain.weight.copy_(weight)
-        if bias is not None:
-            plain.bias.copy_(bias)
-        return plain
+    if isinstance(module, GateSite):
+        return module.to_plain()
     return remove_gates(copy.deepcopy(module))
-
-
-def _baked(layer: L0Linear | L0Conv2d | L0DepthwiseConv2d) -> tuple[Tensor, Tensor | None]:
-    weight_mask, bias_mask = layer._test_time_masks()
-    bias = layer.bias
-    if bias is not None and bias_mask is not None:
-        bias = bias * bias_mask
-    return layer.weight * weight_mask, None if bias is None else bias.detach()
-
-
-def _sequence(model: nn.Module) -> list[nn.Module]:
-    if isinstance(model, SparseMLP):
-        return [nn.Flatten(), model.fc1, nn.ReLU(), model.fc2, nn.ReLU(), model.fc3]
-    if isinstance(model, nn.Sequential):
-        flat: list[nn.Module] = []
-        for child in model:
-            flat.extend(_sequence(child) if isinstance(child, nn.Sequential) else [child])
-        return flat
-    if isinstance(model, nn.Module):
-        return [model]
-    raise fail("model", "an nn.Sequential, a SparseMLP or a layer", model, TypeError)
 
 
 def _refuse_hidden_gates(position: int, layer: nn.Module) -> None:
     """A gated layer nested inside another module (a residual block, say) cannot be baked or
     shrunk by following a sequence: refuse rather than return a model that still holds gates."""
     for name, sub in layer.named_modules():
-        if isinstance(sub, (HardConcrete, L0Linear, L0Conv2d, L0DepthwiseConv2d)):
+        if isinstance(sub, (HardConcrete, GateSite)):
             where = f"{type(layer).__name__} at position {position}"
             raise TypeError(
                 f"`model` must be a sequence of layers that export can shrink; the "
@@ -93,10 +44,6 @@ def _refuse_hidden_gates(position: int, layer: nn.Module) -> None:
                 f"({type(sub).__name__}) inside it. Export such blocks yourself, or bake their "
                 "gates with remove_gates / the layers' test-time weights."
             )
-
-
-def _is_dense_layer(m: nn.Module) -> bool:
-    return isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)
 
 
 @torch.no_grad()
@@ -209,12 +156,12 @@ def export(model: nn.Module) -> nn.Sequential:
     >>> bool(torch.allclose(small(x), model.eval()(x), atol=1e-6))
     True
     """
-    layers = [_plain(m).eval() for m in _sequence(model)]
+    layers = [_plain(m).eval() for m in sequence(model)]
     for i, layer in enumerate(layers):
         _refuse_hidden_gates(i, layer)
-    dense = [i for i, m in enumerate(layers) if _is_dense_layer(m)]
+    dense = [i for i, m in enumerate(layers) if is_dense_layer(m)]
     for a, b in zip(dense, dense[1:]):
         between = layers[a + 1:b]
-        if all(isinstance(m, _PER_UNIT) for m in between):
+        if all(isinstance(m, PER_UNIT) for m in between):
             _shrink(layers[a], between, layers[b])
     return nn.Sequential(*layers).eval()

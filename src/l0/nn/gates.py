@@ -190,10 +190,13 @@ class HardConcrete(nn.Module):
             return 1.0 - float(self.get_active_prob().mean())
 
     @torch.no_grad()
+    def is_open(self) -> Tensor:
+        """Whether each gate is open at test time (:func:`l0.functional.is_open` under ``rule``)."""
+        return F.is_open(self.qz_logits, self.temperature, self.gamma, self.zeta, self.rule)
+
     def get_num_active(self) -> int:
-        """Number of gates open at test time (:func:`l0.functional.is_open` under ``rule``)."""
-        return int(F.is_open(self.qz_logits, self.temperature, self.gamma, self.zeta,
-                             self.rule).sum())
+        """Number of gates open at test time."""
+        return int(self.is_open().sum())
 
     def extra_repr(self) -> str:
         return (

@@ -8,6 +8,7 @@ closes its bias too, so a closed channel outputs exactly zero.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 
 from .._validation import check_choice, check_device, check_int, check_real
 from .gates import HardConcrete
+from .sites import GateSite
 
 __all__ = ["L0Linear", "L0Conv2d", "L0DepthwiseConv2d", "SparseMLP", "prune_model"]
 
@@ -31,8 +33,9 @@ def _pair(name: str, value: int | tuple[int, int], low: int = 1) -> tuple[int, i
     return (v, v)
 
 
-class _GatedLayer(nn.Module):
-    """Shared behaviour of the gated layers. Subclasses set ``_gate_name`` and ``_masks``."""
+class _GatedLayer(GateSite, nn.Module):
+    """Shared behaviour of the gated layers: a :class:`~l0.nn.sites.GateSite` whose module is
+    itself. Subclasses set ``_gate_name``, ``unit_dim`` and implement ``masks``/``to_plain``."""
 
     _gate_name: str
     use_l2: bool
@@ -42,9 +45,17 @@ class _GatedLayer(nn.Module):
         """The layer's :class:`~l0.nn.gates.HardConcrete` (also reachable by its 0.6.x name)."""
         return getattr(self, self._gate_name)
 
-    def _masks(self, gates: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Broadcast gate values to the weight shape and (if gated) the bias shape."""
-        raise NotImplementedError
+    @property
+    def module(self) -> nn.Module:
+        return self
+
+    @property
+    def gated_weight(self) -> Tensor:
+        return self.weight
+
+    @property
+    def gated_bias(self) -> Tensor | None:
+        return self.bias
 
     def _make_gate(self, shape: tuple[int, ...], temperature: float, init_sparsity: float,
                    cost: float, kwargs: dict[str, Any]) -> HardConcrete:
@@ -54,7 +65,7 @@ class _GatedLayer(nn.Module):
 
     def gated_parameters(self) -> tuple[Tensor, Tensor | None]:
         """Weight and bias multiplied by the current gates (sampled in training mode)."""
-        weight_mask, bias_mask = self._masks(self.gate())
+        weight_mask, bias_mask = self.masks(self.gate())
         weight = self.weight * weight_mask
         bias = self.bias
         if bias is not None and bias_mask is not None:
@@ -76,31 +87,21 @@ class _GatedLayer(nn.Module):
         return self.gate.get_sparsity()
 
     @torch.no_grad()
-    def _test_time_masks(self) -> tuple[Tensor, Tensor | None]:
-        return self._masks(self.gate.deterministic())
-
-    @torch.no_grad()
-    def count_parameters(self, gated_only: bool = False) -> tuple[int, int]:
-        """``(active, total)`` weight and bias entries; active = test-time gate non-zero.
-
-        With ``gated_only`` an ungated bias is left out of both counts."""
-        weight_mask, bias_mask = self._test_time_masks()
-        active = int((weight_mask.expand_as(self.weight) != 0).sum())
-        total = self.weight.numel()
-        if self.bias is not None and not (gated_only and bias_mask is None):
-            total += self.bias.numel()
-            if bias_mask is None:
-                active += self.bias.numel()
-            else:
-                active += int((bias_mask.expand_as(self.bias) != 0).sum())
-        return active, total
+    def _into(self, plain: nn.Module) -> nn.Module:
+        """``plain`` on this layer's device and dtype, holding the test-time parameters."""
+        weight, bias = self.test_time_parameters()
+        plain = plain.to(device=weight.device, dtype=weight.dtype)
+        plain.weight.copy_(weight)
+        if bias is not None:
+            plain.bias.copy_(bias)
+        return plain
 
     @torch.no_grad()
     def prune_(self, threshold: float = 0.05) -> _GatedLayer:
         """Zero (in place) every parameter whose gate has ``P(z != 0) <= threshold``."""
         check_real("threshold", threshold, low=0.0, high=1.0)
         keep = (self.gate.get_active_prob() > threshold).to(self.weight.dtype)
-        weight_mask, bias_mask = self._masks(keep)
+        weight_mask, bias_mask = self.masks(keep)
         self.weight.mul_(weight_mask)
         if self.bias is not None and bias_mask is not None:
             self.bias.mul_(bias_mask)
@@ -168,6 +169,7 @@ class L0Linear(_GatedLayer):
             "output": ((out_features,), float(in_features + int(bias))),
         }[structure]
         self._gate_name = f"{structure}_gates"
+        self.unit_dim = {"weight": None, "input": 1, "output": 0}[structure]
         gate_kwargs = dict(stretch=stretch, rule=rule, generator=generator, **factory)
         self.add_module(
             self._gate_name, self._make_gate(shape, temperature, init_sparsity, cost, gate_kwargs)
@@ -181,12 +183,16 @@ class L0Linear(_GatedLayer):
             nn.init.zeros_(self.bias)
         self.gate.reset_parameters()
 
-    def _masks(self, gates: Tensor) -> tuple[Tensor, Tensor | None]:
+    def masks(self, gates: Tensor) -> tuple[Tensor, Tensor | None]:
         if self.structure == "weight":
             return gates, None
         if self.structure == "input":
             return gates.unsqueeze(0), None
         return gates.unsqueeze(1), gates
+
+    def to_plain(self) -> nn.Linear:
+        return self._into(nn.Linear(self.in_features, self.out_features,
+                                    bias=self.bias is not None))
 
     def forward(self, input: Tensor) -> Tensor:
         # Unit gates act on the (smaller) activations, not on the weight matrix: the same
@@ -265,6 +271,7 @@ class L0Conv2d(_GatedLayer):
             self._gate_name, shape, cost = "channel_gates", (out_channels,), fan_in + int(bias)
         else:
             self._gate_name, shape, cost = "weight_gates", (out_channels, fan_in), 1
+        self.unit_dim = 0 if self.structured else None
         gate_kwargs = dict(stretch=stretch, rule=rule, generator=generator, **factory)
         self.add_module(
             self._gate_name,
@@ -278,10 +285,15 @@ class L0Conv2d(_GatedLayer):
             nn.init.zeros_(self.bias)
         self.gate.reset_parameters()
 
-    def _masks(self, gates: Tensor) -> tuple[Tensor, Tensor | None]:
+    def masks(self, gates: Tensor) -> tuple[Tensor, Tensor | None]:
         if self.structured:
             return gates.view(-1, 1, 1, 1), gates
         return gates.view(self.weight.shape), None
+
+    def to_plain(self) -> nn.Conv2d:
+        return self._into(nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size,
+                                    self.stride, self.padding, self.dilation,
+                                    bias=self.bias is not None))
 
     def forward(self, input: Tensor) -> Tensor:
         weight, bias = self.gated_parameters()
@@ -310,6 +322,8 @@ class L0DepthwiseConv2d(_GatedLayer):
     """
 
     _gate_name = "channel_gates"
+    unit_dim = 0
+    dense = False  # one filter per channel: export and the MAC count treat it as per-unit
 
     def __init__(
         self,
@@ -356,8 +370,11 @@ class L0DepthwiseConv2d(_GatedLayer):
         self.depthwise_conv.reset_parameters()
         self.gate.reset_parameters()
 
-    def _masks(self, gates: Tensor) -> tuple[Tensor, Tensor | None]:
+    def masks(self, gates: Tensor) -> tuple[Tensor, Tensor | None]:
         return gates.view(-1, 1, 1, 1), gates
+
+    def to_plain(self) -> nn.Conv2d:
+        return self._into(copy.deepcopy(self.depthwise_conv))
 
     def forward(self, input: Tensor) -> Tensor:
         weight, bias = self.gated_parameters()

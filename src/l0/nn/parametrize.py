@@ -15,14 +15,17 @@ gates into plain parameters and removes the parametrizations.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .._validation import check_int, check_real, fail
 from .gates import HardConcrete
+from .sites import GateSite
 
-__all__ = ["L0Parametrization", "l0_gate", "remove_gates"]
+__all__ = ["L0Parametrization", "ParametrizedSite", "l0_gate", "remove_gates"]
 
 
 class L0Parametrization(nn.Module):
@@ -73,8 +76,45 @@ class L0Parametrization(nn.Module):
     def forward(self, X: Tensor) -> Tensor:  # noqa: N803 - parametrize's name
         return X * self.gates().to(X.dtype)
 
+    def site(self, module: nn.Module, name: str) -> ParametrizedSite:
+        """This parametrization as the gate site of ``module.<name>``."""
+        return ParametrizedSite(module, name, self)
+
     def extra_repr(self) -> str:
         return f"shape={self.shape}, dim={self.dim}"
+
+
+class ParametrizedSite(GateSite):
+    """The :class:`~l0.nn.sites.GateSite` of a tensor gated by :func:`l0_gate`: ``module.<name>``
+    under an :class:`L0Parametrization` (the bias of a gated weight is not gated)."""
+
+    def __init__(self, module: nn.Module, name: str, parametrization: L0Parametrization) -> None:
+        self._module, self.tensor_name, self._parametrization = module, name, parametrization
+        self.unit_dim = parametrization.dim
+        self.dense = isinstance(module, nn.Linear) or (
+            isinstance(module, nn.Conv2d) and module.groups == 1)
+
+    @property
+    def gate(self) -> HardConcrete:
+        return self._parametrization.gate
+
+    @property
+    def module(self) -> nn.Module:
+        return self._module
+
+    @property
+    def gated_weight(self) -> Tensor:
+        return self._module.parametrizations[self.tensor_name].original
+
+    @property
+    def gated_bias(self) -> Tensor | None:
+        return getattr(self._module, "bias", None) if self.tensor_name == "weight" else None
+
+    def masks(self, values: Tensor) -> tuple[Tensor, Tensor | None]:
+        return self._parametrization.broadcast(values), None
+
+    def to_plain(self) -> nn.Module:
+        return remove_gates(copy.deepcopy(self._module))
 
 
 def l0_gate(

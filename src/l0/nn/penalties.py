@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from .. import functional as F
 from .._validation import check_real
 from .gates import HardConcrete
-from .layers import _GatedLayer
+from .sites import gate_sites
 
 __all__ = [
     "compute_l0_penalty",
@@ -129,7 +129,8 @@ def get_sparsity_stats(model: nn.Module) -> dict[str, dict[str, Any]]:
     ``sparsity`` is the expected fraction of closed gates, ``active_params`` the expected number
     of non-zero parameters (the L0 penalty), ``total_params`` the number of gated parameters
     (weights, plus biases where gated) or of gates for a standalone gate. Layers also report
-    ``test_time_active``: parameters whose test-time gate is non-zero.
+    ``test_time_active``: the gated parameters whose test-time gate is non-zero (so at most
+    ``total_params``; an ungated bias counts in neither).
 
     Examples
     --------
@@ -142,17 +143,17 @@ def get_sparsity_stats(model: nn.Module) -> dict[str, dict[str, Any]]:
     _check_model(model)
     stats: dict[str, dict[str, Any]] = {}
     inside_layers: set[int] = set()
-    for name, module in model.named_modules():
-        if isinstance(module, _GatedLayer):
-            inside_layers.add(id(module.gate))
-            active, total = module.count_parameters()
-            gated_total = module.gate.qz_logits.numel() * module.gate.cost
-            stats[name] = {
-                "sparsity": module.get_sparsity(),
-                "active_params": module.get_l0_penalty().item(),
-                "total_params": int(round(gated_total)),
-                "test_time_active": active,
-            }
+    for name, site in gate_sites(model):
+        if site.module is not site:
+            continue  # a gated tensor's gate is reported as a gate of its own, below
+        inside_layers.add(id(site.gate))
+        stats[name] = {
+            "sparsity": site.gate.get_sparsity(),
+            "active_params": site.gate.get_penalty().item(),
+            "total_params": int(round(site.gate.qz_logits.numel() * site.gate.cost)),
+            # over the gated parameters, as total_params: an ungated bias counts in neither
+            "test_time_active": site.count_parameters(gated_only=True)[0],
+        }
     for name, module in model.named_modules():
         if isinstance(module, HardConcrete) and id(module) not in inside_layers:
             stats[name] = {
@@ -177,8 +178,8 @@ def get_active_parameter_count(model: nn.Module) -> int:
     6
     """
     _check_model(model)
-    return sum(m.count_parameters(gated_only=True)[0] for m in model.modules()
-               if isinstance(m, _GatedLayer))
+    return sum(site.count_parameters(gated_only=True)[0] for _, site in gate_sites(model)
+               if site.module is site)
 
 
 class PenaltyTracker:

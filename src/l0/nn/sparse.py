@@ -114,13 +114,11 @@ class SparseL0Linear(LegacyGateNames, nn.Module):
         keep_log_alpha_key(self)
 
     def _sample_gates(self) -> Tensor:
-        noise = F.uniform_noise(self.log_alpha.shape, generator=self._generator,
-                                device=self.device, dtype=self.log_alpha.dtype)
-        return F.sample_hard_concrete(self.log_alpha, noise, self.beta, self.gamma, self.zeta)
+        return self.gates.sample(self._generator)
 
     def get_deterministic_gates(self) -> Tensor:
         """Test-time gates (median rule)."""
-        return F.deterministic_gate(self.log_alpha, self.beta, self.gamma, self.zeta)
+        return self.gates.deterministic()
 
     def forward(self, X: Any, deterministic: bool = False) -> Tensor:
         """Predictions ``X @ (weight * gates) + bias``."""
@@ -133,7 +131,7 @@ class SparseL0Linear(LegacyGateNames, nn.Module):
 
     def get_l0_penalty(self) -> Tensor:
         """Expected number of non-zero coefficients."""
-        return F.prob_nonzero(self.log_alpha, self.beta, self.gamma, self.zeta).sum()
+        return self.gates.get_active_prob().sum()
 
     def get_sparsity(self) -> float:
         """Fraction of coefficients whose gate is closed at test time
@@ -142,7 +140,7 @@ class SparseL0Linear(LegacyGateNames, nn.Module):
             return 1.0 - float(self._open().double().mean())
 
     def _open(self) -> Tensor:
-        return F.is_open(self.log_alpha.detach(), self.beta, self.gamma, self.zeta)
+        return self.gates.is_open()
 
     def get_selected_features(self, threshold: float = 0.01) -> Tensor:
         """Indices of coefficients whose test-time gate exceeds ``threshold``."""
