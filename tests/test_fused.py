@@ -17,6 +17,7 @@ from l0 import (
     fuse_gates,
     l0_gate,
 )
+from l0.nn._penalty_node import expected_open
 from l0.nn.schedules import _lagrangian
 
 
@@ -183,7 +184,7 @@ def _gates(model):
 
 
 def F_expected(model):  # noqa: N802 - the generic path, without the fused sample
-    return l0.functional._expected_open([g._penalty_term() for g in _gates(model)])
+    return expected_open([g._penalty_term() for g in _gates(model)])
 
 
 def test_one_sample_per_forward_pass_and_fresh_samples_outside_it():

@@ -16,7 +16,8 @@ from l0 import (
     get_sparsity_stats,
     update_temperatures,
 )
-from l0 import functional as F
+from l0.nn import _penalty_node
+from l0.nn._penalty_node import expected_open
 
 
 class Mixed(nn.Module):
@@ -69,7 +70,7 @@ def test_l0_penalty_value_and_gradient_equal_the_closed_form_through_autograd():
         torch.testing.assert_close(grad, gate.qz_logits.grad)
     assert ours[1][0] == 0 and ours[1][1] == 0 and ours[1][2] > 0
     logits = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda la: F._expected_open([(la, 0.3, 2.0), (la * 2, -0.1, 1.0)]),
+    assert torch.autograd.gradcheck(lambda la: expected_open([(la, 0.3, 2.0), (la * 2, -0.1, 1.0)]),
                                     (logits,))
 
 
@@ -145,7 +146,7 @@ def test_penalty_tracker(tmp_path):
 
 
 def test_l0_penalty_is_the_same_with_one_node_per_gate_tensor(monkeypatch):
-    # above F._VECTOR_GATES gates each tensor gets its own node instead of shared vectors
+    # above _penalty_node.VECTOR_GATES gates each tensor gets its own node instead of shared vectors
     torch.manual_seed(1)
     model = nn.Sequential(L0Linear(6, 5, structure="input"), L0Linear(5, 4),
                           L0Conv2d(2, 3, 3, structured=True))
@@ -153,8 +154,8 @@ def test_l0_penalty_is_the_same_with_one_node_per_gate_tensor(monkeypatch):
         for p in model.parameters():
             p.normal_(0, 3)
     grads = []
-    for threshold in (F._VECTOR_GATES, 4):
-        monkeypatch.setattr(F, "_VECTOR_GATES", threshold)
+    for threshold in (_penalty_node.VECTOR_GATES, 4):
+        monkeypatch.setattr(_penalty_node, "VECTOR_GATES", threshold)
         model.zero_grad()
         value = compute_l0_penalty(model)
         value.backward()

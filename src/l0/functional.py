@@ -26,13 +26,14 @@ tensor([0.0000, 0.5000, 1.0000])
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import _kernels as K
+from ._kernels import LOG_ALPHA_BOUND
 from ._validation import check_choice, check_hard_concrete
 
 __all__ = [
@@ -57,24 +58,8 @@ GAMMA: float = -0.1
 """Default lower end of the stretch interval (the paper's :math:`\\gamma`)."""
 ZETA: float = 1.1
 """Default upper end of the stretch interval (the paper's :math:`\\zeta`)."""
-LOG_ALPHA_BOUND: float = 30.0
-"""Gate logits are clamped to ``[-LOG_ALPHA_BOUND, LOG_ALPHA_BOUND]`` here, and only here.
-
-At this bound a gate is closed or open with probability ``1 - 1e-13`` at any temperature up to 1,
-so the clamp changes no sample in float32; it keeps ``exp``/``log`` finite in half precision.
-"""
 
 TEST_TIME_RULES = ("median", "paper")
-
-
-def _clamp(log_alpha: Tensor) -> Tensor:
-    return log_alpha.clamp(-LOG_ALPHA_BOUND, LOG_ALPHA_BOUND)
-
-
-def _clamp_gradient(grad: Tensor, log_alpha: Tensor) -> Tensor:
-    """``grad`` through :func:`_clamp`: zero where ``log_alpha`` is at or beyond the bounds (the
-    clamped logits give the same mask as the raw ones), in one fused pass."""
-    return torch.ops.aten.hardtanh_backward(grad, log_alpha, -LOG_ALPHA_BOUND, LOG_ALPHA_BOUND)
 
 
 def uniform_noise(
@@ -153,7 +138,7 @@ def sample_hard_concrete(
     if torch.is_grad_enabled() and log_alpha.requires_grad and not noise.requires_grad:
         return _SampleHardConcrete.apply(log_alpha, noise, temperature, low, high)
     eps = torch.finfo(noise.dtype).eps
-    s = torch.sigmoid((torch.logit(noise, eps=eps) + _clamp(log_alpha)) / temperature)
+    s = torch.sigmoid((torch.logit(noise, eps=eps) + K.clamp_logits(log_alpha)) / temperature)
     # hardtanh is clamp(0, 1) with a one-kernel backward (zero where the gate is exactly 0 or 1,
     # as sample_gradient); clamp's backward costs four kernels per gate tensor and step
     return torch.nn.functional.hardtanh(s * (high - low) + low, 0.0, 1.0)
@@ -206,29 +191,13 @@ def sample_with_gradient(
     True
     """
     temperature, low, high = check_hard_concrete(temperature, low, high)
-    return _sample_with_gradient(log_alpha, noise, temperature, low, high)
-
-
-def _sample_with_gradient(
-    log_alpha: Tensor, noise: Tensor, temperature: float, low: float, high: float,
-    clamp: bool = True,
-) -> tuple[Tensor, Tensor]:
-    # clamp=False: the caller keeps its logits within +-LOG_ALPHA_BOUND (one pass saved)
-    eps = torch.finfo(noise.dtype).eps
-    logits = _clamp(log_alpha) if clamp else log_alpha
-    # out of place: float32 noise plus float64 logits is float64
-    s = (logits + torch.logit(noise, eps=eps)).div_(temperature).sigmoid_()
-    slope = torch.addcmul(s, s, s, value=-1.0).mul_((high - low) / temperature)
-    stretched = s.mul_(high - low).add_(low)  # in place: one vector fewer at a million records
-    # zero where the gate is clamped: the clamp's own backward, one fused pass (4x a mask)
-    slope = torch.ops.aten.hardtanh_backward(slope, stretched, 0.0, 1.0)
-    return stretched.clamp_(0.0, 1.0), slope
+    return K.sample_with_gradient(log_alpha, noise, temperature, low, high)
 
 
 class _SampleHardConcrete(torch.autograd.Function):
     """:func:`sample_hard_concrete` with its derivative taken in the forward pass.
 
-    The sample and its slope come from :func:`_sample_with_gradient` (in place, fused), so the
+    The sample and its slope come from :func:`l0._kernels.sample_with_gradient` (in place, fused), so the
     backward pass is one product plus the logit clamp's mask, instead of autograd's replay of
     eight recorded operations: a per-weight gated layer's training step is ~8 % cheaper. Values
     equal the plain operations bit for bit.
@@ -237,7 +206,7 @@ class _SampleHardConcrete(torch.autograd.Function):
     @staticmethod
     def forward(ctx, log_alpha: Tensor, noise: Tensor, temperature: float, low: float,  # type: ignore[override]
                 high: float) -> Tensor:
-        gate, slope = _sample_with_gradient(log_alpha, noise, temperature, low, high)
+        gate, slope = K.sample_with_gradient(log_alpha, noise, temperature, low, high)
         ctx.save_for_backward(log_alpha, slope)
         return gate
 
@@ -249,7 +218,7 @@ class _SampleHardConcrete(torch.autograd.Function):
         if grad.shape != log_alpha.shape:  # noise broadcast over extra dimensions
             grad = grad.sum_to_size(log_alpha.shape)
         # zero beyond the logit clamp (the clamp's derivative), one fused pass
-        grad = _clamp_gradient(grad, log_alpha)
+        grad = K.clamp_gradient(grad, log_alpha)
         return grad, None, None, None, None
 
 
@@ -307,7 +276,7 @@ def is_open(log_alpha: Tensor, temperature: float, low: float = GAMMA, high: flo
     >>> is_open(torch.tensor([-2.0, -1.5, 1.0]), 2 / 3).tolist()
     [False, True, True]
     """
-    return _clamp(log_alpha) > open_threshold(temperature, low, high, rule)
+    return K.clamp_logits(log_alpha) > open_threshold(temperature, low, high, rule)
 
 
 def prob_nonzero(
@@ -325,125 +294,7 @@ def prob_nonzero(
     0.768338
     """
     temperature, low, high = check_hard_concrete(temperature, low, high)
-    return _prob_nonzero(log_alpha, temperature, low, high)
-
-
-def _open_shift(temperature: float, low: float, high: float) -> float:
-    """:math:`\\beta \\log(-\\gamma/\\zeta)`: P(z != 0) is ``sigmoid(log_alpha - shift)``."""
-    return temperature * math.log(-low / high)
-
-
-def _prob_nonzero(
-    log_alpha: Tensor, temperature: float, low: float, high: float, clamp: bool = True
-) -> Tensor:
-    return _prob_nonzero_shifted(log_alpha, _open_shift(temperature, low, high), clamp)
-
-
-def _prob_nonzero_shifted(log_alpha: Tensor, shift: float | Tensor, clamp: bool = True) -> Tensor:
-    """P(z != 0) = ``sigmoid(log_alpha - shift)``, ``shift`` from :func:`_open_shift` (a float,
-    or per-gate values broadcasting against ``log_alpha``)."""
-    logits = _clamp(log_alpha) if clamp else log_alpha
-    return torch.sigmoid(logits - shift)
-
-
-class _ExpectedOpen(torch.autograd.Function):
-    """``sum cost * P(z != 0)`` over the gates of one or more tensors, as *one* autograd node.
-
-    ``shift`` and ``cost`` are floats (one tensor) or per-gate vectors matching the concatenated
-    logits (several tensors; see :func:`_expected_open`). The value is :func:`prob_nonzero`
-    (logits clamped as everywhere); the gradient is written out, ``cost * p * (1 - p)``
-    strictly inside the clamp and 0 outside. A network's penalty otherwise records half a dozen
-    tiny operations per gate tensor, whose bookkeeping costs more than their arithmetic in a
-    small model's training step.
-    """
-
-    @staticmethod
-    def forward(ctx, shift: float | Tensor, cost: float | Tensor, *log_alphas: Tensor) -> Tensor:  # type: ignore[override]
-        flat = torch.cat([la.reshape(-1) for la in log_alphas])
-        p, value = _open_value(flat, shift, cost)
-        ctx.shapes = [la.shape for la in log_alphas]
-        ctx.cost = cost
-        ctx.save_for_backward(flat, p)
-        return value
-
-    @staticmethod
-    @once_differentiable  # a second derivative raises instead of silently coming out wrong
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        flat, p = ctx.saved_tensors
-        g = _open_gradient(p, ctx.cost, grad)
-        g = _clamp_gradient(g, flat)
-        parts = g.split([shape.numel() for shape in ctx.shapes])
-        return (None, None, *(part.view(shape) for part, shape in zip(parts, ctx.shapes)))
-
-
-def _open_value(flat: Tensor, shift: float | Tensor, cost: float | Tensor, clamp: bool = True
-                ) -> tuple[Tensor, Tensor]:
-    """``(P(z != 0), sum cost * P(z != 0))`` of concatenated logits, the value of
-    :class:`_ExpectedOpen` (``clamp=False``: ``flat`` is clamped already)."""
-    p = _prob_nonzero_shifted(flat, shift, clamp)
-    return p, torch.dot(p, cost) if isinstance(cost, Tensor) else p.sum() * cost
-
-
-def _open_gradient(p: Tensor, cost: float | Tensor, grad: Tensor) -> Tensor:
-    """``grad * cost * p * (1 - p)``: the gradient of :func:`_open_value` before the clamp's
-    mask, for the incoming gradient ``grad`` of the value."""
-    return torch.addcmul(p, p, p, value=-1.0).mul_(grad).mul_(cost)
-
-
-_VECTOR_GATES = 1 << 16
-"""Up to this many gates, several gate tensors share one :class:`_ExpectedOpen` node through
-cached per-gate coefficient vectors (:func:`_per_gate`; the per-operation overhead matters);
-above it each tensor gets its own node (the arithmetic dominates, and the vectors would cost
-memory)."""
-
-
-@functools.lru_cache(maxsize=16)
-def _per_gate(counts: tuple[int, ...], values: tuple[tuple[float, ...], ...],
-              dtype: torch.dtype, device: torch.device) -> tuple[Tensor, ...]:
-    """Per-gate vectors from per-tensor numbers: ``values[i]`` holds tensor ``i``'s numbers
-    (shift and cost of :class:`_ExpectedOpen`, or a fused sample's temperature and stretch), each
-    repeated over its ``counts[i]`` gates; one vector per number. Cached: a model asks for the
-    same ones every step until a setting changes. Made outside inference mode whatever the
-    caller's mode: a cached inference tensor could never be saved for a later backward pass."""
-    with torch.inference_mode(False):
-        repeats = torch.tensor(counts, device=device)
-        return tuple(torch.tensor(column, dtype=dtype, device=device).repeat_interleave(repeats)
-                     for column in zip(*values))
-
-
-def _one_node_coefficients(terms: list[tuple[Tensor, float, float]]
-                           ) -> tuple[float | Tensor, float | Tensor] | None:
-    """The ``(shift, cost)`` of the one :class:`_ExpectedOpen` node that :func:`_expected_open`
-    makes for ``terms`` of one dtype and device — floats for one tensor, cached vectors for
-    several up to ``_VECTOR_GATES`` gates — or None when it makes one node per tensor."""
-    if len(terms) == 1:
-        return float(terms[0][1]), float(terms[0][2])
-    counts = tuple(la.numel() for la, _, _ in terms)
-    if sum(counts) > _VECTOR_GATES:
-        return None
-    first = terms[0][0]
-    shift, cost = _per_gate(counts, tuple((float(s), float(c)) for _, s, c in terms),
-                            first.dtype, first.device)
-    return shift, cost
-
-
-def _expected_open(terms: list[tuple[Tensor, float, float]]) -> Tensor:
-    """``sum cost * P(z != 0)`` for ``terms`` of ``(log_alpha, shift, cost)`` (see
-    :class:`_ExpectedOpen`); ``shift`` from :func:`_open_shift`. ``terms`` must not be empty."""
-    groups: dict[tuple[torch.dtype, torch.device], list[tuple[Tensor, float, float]]] = {}
-    for term in terms:
-        groups.setdefault((term[0].dtype, term[0].device), []).append(term)
-    parts = []
-    for group in groups.values():
-        coefficients = _one_node_coefficients(group)
-        if coefficients is not None:
-            parts.append(_ExpectedOpen.apply(*coefficients, *(la for la, _, _ in group)))
-        else:
-            parts.extend(_ExpectedOpen.apply(float(s), float(c), la) for la, s, c in group)
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    return total
+    return K.prob_nonzero(log_alpha, temperature, low, high)
 
 
 def prob_one(log_alpha: Tensor, temperature: float, low: float = GAMMA, high: float = ZETA) -> Tensor:
@@ -459,7 +310,7 @@ def prob_one(log_alpha: Tensor, temperature: float, low: float = GAMMA, high: fl
     """
     temperature, low, high = check_hard_concrete(temperature, low, high)
     q = (1.0 - low) / (high - low)
-    return torch.sigmoid(_clamp(log_alpha) - temperature * math.log(q / (1.0 - q)))
+    return torch.sigmoid(K.clamp_logits(log_alpha) - temperature * math.log(q / (1.0 - q)))
 
 
 def hard_concrete_cdf(
@@ -482,7 +333,7 @@ def hard_concrete_cdf(
     True
     """
     temperature, low, high = check_hard_concrete(temperature, low, high)
-    log_alpha = _clamp(log_alpha)
+    log_alpha = K.clamp_logits(log_alpha)
     t = torch.as_tensor(value, dtype=log_alpha.dtype, device=log_alpha.device)
     q = ((t.clamp(0.0, 1.0) - low) / (high - low)).clamp(0.0, 1.0)
     inner = torch.sigmoid(temperature * torch.logit(q) - log_alpha)
@@ -527,7 +378,7 @@ def deterministic_gate(
     temperature, low, high = check_hard_concrete(temperature, low, high)
     check_choice("rule", rule, TEST_TIME_RULES)
     scale = temperature if rule == "median" else 1.0
-    clamped = _clamp(log_alpha)
+    clamped = K.clamp_logits(log_alpha)
     gate = (torch.sigmoid(clamped / scale) * (high - low) + low).clamp(0.0, 1.0)
     # exactly 0 wherever the one open-gate test (is_open) says closed: rounding cannot disagree
     return gate.masked_fill(clamped <= _open_threshold(temperature, low, high, rule), 0.0)

@@ -32,7 +32,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .. import functional as F
+from .. import _kernels as K
+from ._penalty_node import expected_open, one_node_coefficients, open_gradient, open_value, per_gate
 from .gates import HardConcrete
 
 __all__ = ["FusedGates", "fuse_gates"]
@@ -187,7 +188,7 @@ class FusedGates:
         sampled = self._sampled_penalty()
         if sampled is not None:
             return sampled
-        return F._expected_open([gate._penalty_term() for gate in self.gates])
+        return expected_open([gate._penalty_term() for gate in self.gates])
 
     def _sampled_penalty(self) -> Tensor | None:
         draw = self._draw
@@ -245,9 +246,9 @@ class _Group:
         if all(s == settings[0] for s in settings):
             self.temperature, self.low, self.high = settings[0]
         else:  # per-gate values repeated over each tensor's gates
-            self.temperature, self.low, self.high = F._per_gate(
+            self.temperature, self.low, self.high = per_gate(
                 self.sizes, settings, first.dtype, first.device)
-        self.coefficients = (F._one_node_coefficients([g._penalty_term() for g in gates])
+        self.coefficients = (one_node_coefficients([g._penalty_term() for g in gates])
                              if with_penalty else None)
 
 
@@ -295,16 +296,16 @@ class _FusedSample(torch.autograd.Function):
                 high: float | Tensor, group: _Group, draw: _Draw | None,
                 *logits: Tensor) -> tuple[Tensor, ...]:
         ctx.set_materialize_grads(False)
-        flat = F._clamp(torch.cat([la.reshape(-1) for la in logits]) if len(logits) > 1
+        flat = K.clamp_logits(torch.cat([la.reshape(-1) for la in logits]) if len(logits) > 1
                         else logits[0].reshape(-1))
-        gate, slope = F._sample_with_gradient(flat, noise, temperature, low, high, clamp=False)
+        gate, slope = K.sample_with_gradient(flat, noise, temperature, low, high, clamp=False)
         samples = tuple(part.view(shape) for part, shape in zip(gate.split(group.sizes),
                                                                  group.shapes))
         ctx.group, ctx.draw = group, draw
-        if draw is None:  # the clamped logits serve the clamp's gradient (F._clamp_gradient)
+        if draw is None:  # the clamped logits serve the clamp's gradient (K.clamp_gradient)
             ctx.save_for_backward(flat, slope)
             return samples
-        p, value = F._open_value(flat, *group.coefficients, clamp=False)
+        p, value = open_value(flat, *group.coefficients, clamp=False)
         ctx.save_for_backward(flat, slope, p)
         return samples + (value,)
 
@@ -323,10 +324,10 @@ class _FusedSample(torch.autograd.Function):
                 [g.reshape(-1) if g is not None else slope.new_zeros(n)
                  for g, n in zip(parts, sizes)]).mul_(slope))
         if p and grads[-1] is not None:  # the penalty's gradient
-            penalty = F._open_gradient(p[0], group.coefficients[1], grads[-1])
+            penalty = open_gradient(p[0], group.coefficients[1], grads[-1])
             grad = penalty if grad is None else grad.add_(penalty)
         if grad is None:
             return (None,) * (6 + len(sizes))
-        grad = F._clamp_gradient(grad, flat)
+        grad = K.clamp_gradient(grad, flat)
         return (None,) * 6 + tuple(part.view(shape)
                                    for part, shape in zip(grad.split(sizes), group.shapes))

@@ -12,8 +12,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .. import _kernels as K
 from .. import functional as F
 from .._validation import check_choice, check_device, check_int, check_real
+from ._penalty_node import expected_open
 
 __all__ = ["HardConcrete", "L0Gate"]
 
@@ -176,12 +178,12 @@ class HardConcrete(nn.Module):
 
     def get_penalty(self) -> Tensor:
         """Expected L0 norm: ``cost * sum(P(z != 0))`` (differentiable)."""
-        return F._expected_open([self._penalty_term()])
+        return expected_open([self._penalty_term()])
 
     def _penalty_term(self) -> tuple[Tensor, float, float]:
-        """``(logits, shift, cost)`` for :func:`l0.functional._expected_open`, which sums many
+        """``(logits, shift, cost)`` for :func:`l0.nn._penalty_node.expected_open`, which sums many
         gates' penalties as one autograd node (see :func:`l0.compute_l0_penalty`)."""
-        shift = F._open_shift(self.temperature, self.gamma, self.zeta)
+        shift = K.open_shift(self.temperature, self.gamma, self.zeta)
         return self.qz_logits, shift, self.cost
 
     def get_sparsity(self) -> float:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import functional as F
 from .._validation import check_real
+from ._penalty_node import expected_open
 from .gates import HardConcrete
 from .sites import gate_sites
 
@@ -63,7 +63,7 @@ def compute_l0_penalty(model: nn.Module) -> Tensor:
     if fused is not None and len(fused.gates) == len(gates) and all(
             a is b for a, b in zip(fused.gates, gates)):  # its sample may have computed it
         return fused.penalty()
-    return F._expected_open([m._penalty_term() for m in gates])
+    return expected_open([m._penalty_term() for m in gates])
 
 
 def _gate_parameter_ids(model: nn.Module) -> set[int]:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ... import _kernels as K
 from ... import functional as F
 from .._objective import Objective
 from .._problem import CalibrationProblem
@@ -173,7 +174,7 @@ class GradientEngine:
             noise = self.noise(self.epoch) if self.noise is not None else torch.rand(
                 base.shape, generator=self.generator, dtype=torch.float32, device=base.device)
             # the logits stay within the bound (projected after every step): no clamp needed
-            gate, slope = F._sample_with_gradient(log_alpha, noise, s.temperature, s.gamma,
+            gate, slope = K.sample_with_gradient(log_alpha, noise, s.temperature, s.gamma,
                                                   s.zeta, clamp=False)
             del noise
             weights = gate.mul_(base)
@@ -201,7 +202,7 @@ class GradientEngine:
             grad_alpha = slope.mul_(grad_weights).mul_(base)
             del grad_weights, base
             if self.l0_weight:
-                p = F._prob_nonzero(log_alpha, s.temperature, s.gamma, s.zeta, clamp=False)
+                p = K.prob_nonzero(log_alpha, s.temperature, s.gamma, s.zeta, clamp=False)
                 expected = float(p.sum())
                 grad_alpha.add_(torch.addcmul(p, p, p, value=-1.0), alpha=self.l0_weight)
                 del p
