@@ -9,6 +9,7 @@ trained with its ``fit`` method; randomness comes from local generators only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from ._random import local_generator
 from ._validation import check_choice, check_int, check_real
-from .nn.gates import L0Gate
+from .nn.gates import HardConcrete, L0Gate
 from .nn.schedules import SparsityController, anneal
 
 __all__ = ["SampleGate", "FeatureGate", "HybridGate"]
@@ -43,6 +44,28 @@ def _top_open(gates: Tensor, log_alpha: Tensor, budget: int, threshold: float) -
         idx = idx[torch.argsort(log_alpha[idx].detach(), descending=True, stable=True)]
         idx = idx[torch.argsort(gates[idx].detach(), descending=True, stable=True)][:budget]
     return idx.sort().values
+
+
+def _train(gates: HardConcrete, optimizer: torch.optim.Optimizer,
+           controller: SparsityController, epochs: int, generator: torch.Generator,
+           loss: Callable[[Tensor, Tensor], Tensor], *,
+           before_epoch: Callable[[int], None] | None = None,
+           after_epoch: Callable[[int], None] | None = None) -> None:
+    """The one training loop of the selection gates: each epoch a sample of the gates, the task
+    ``loss(sample, expected open count)`` plus the controller's penalty, one optimiser step and
+    one controller step (``before_epoch``/``after_epoch``: a schedule, the best-so-far)."""
+    for epoch in range(epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
+        z = gates.sample(generator)
+        expected = gates.get_penalty()
+        total = loss(z, expected) + controller.penalty(expected)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        controller.step(expected)
+        if after_epoch is not None:
+            after_epoch(epoch)
 
 
 def _broadcast(values: Tensor, like: Tensor, dim: int) -> Tensor:
@@ -165,20 +188,15 @@ class SampleGate(L0Gate):
             zw = z.to(torch.float64) * w
             return (((zw @ x) / zw.sum().clamp(min=1e-12) - target) / scale) ** 2
 
-        gen = local_generator(seed)
         controller = SparsityController(self.target_samples, self.n_samples)
         log_alpha = self.gates.log_alpha
         optimizer = torch.optim.Adam([log_alpha], lr=lr)
         decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
         best = (float("inf"), log_alpha.detach().clone())
-        for epoch in range(epochs):
-            expected = self.gates.get_penalty()
-            loss = mean_error(self.gates.sample(gen)).mean() + controller.penalty(expected)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+
+        def keep_best(epoch: int) -> None:
+            nonlocal best
             decay.step()
-            controller.step(expected)
             if epoch >= epochs // 2:  # keep the best *published* selection, not the last
                 with torch.no_grad():
                     z = torch.zeros_like(log_alpha)
@@ -187,6 +205,9 @@ class SampleGate(L0Gate):
                     error = float(mean_error(z).max()) if len(idx) else float("inf")
                     if error < best[0]:
                         best = (error, log_alpha.detach().clone())
+
+        _train(self.gates, optimizer, controller, epochs, local_generator(seed),
+               lambda z, expected: mean_error(z).mean(), after_epoch=keep_best)
         with torch.no_grad():
             if best[0] < float("inf"):
                 log_alpha.copy_(best[1])
@@ -308,26 +329,22 @@ class FeatureGate(L0Gate):
             t = (t - self.y_mean_) / self.y_scale_
         coef = torch.zeros(self.n_features, dtype=torch.float64, requires_grad=True)
         intercept = torch.zeros((), dtype=torch.float64, requires_grad=True)
-        gen = local_generator(seed)
         controller = SparsityController(self.max_features, self.n_features, mode="at_most")
         optimizer = torch.optim.Adam([self.gates.log_alpha, coef, intercept], lr=lr)
         final_temperature = self.gates.temperature
-        self.train()
-        for epoch in range(epochs):
-            # explore at a higher temperature first, end at the gate's own temperature
+        fit_loss = TF.mse_loss if task == "regression" else TF.binary_cross_entropy_with_logits
+
+        def explore(epoch: int) -> None:  # a higher temperature first, then the gate's own
             self.gates.temperature = anneal(2 * epoch / epochs, max(final_temperature, 2 / 3),
                                             final_temperature)
-            pred = x @ (coef * self.gates.sample(gen).to(torch.float64)) + intercept
-            if task == "regression":
-                fit_loss = TF.mse_loss(pred, t)
-            else:
-                fit_loss = TF.binary_cross_entropy_with_logits(pred, t)
-            expected = self.gates.get_penalty()
-            loss = fit_loss + lambda_l0 * expected / self.n_features + controller.penalty(expected)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            controller.step(expected)
+
+        def loss(z: Tensor, expected: Tensor) -> Tensor:
+            pred = x @ (coef * z.to(torch.float64)) + intercept
+            return fit_loss(pred, t) + lambda_l0 * expected / self.n_features
+
+        self.train()
+        _train(self.gates, optimizer, controller, epochs, local_generator(seed), loss,
+               before_epoch=explore)
         self.gates.temperature = final_temperature
         self.coef_, self.intercept_, self.task_ = coef.detach(), intercept.detach(), task
         return self.eval()

@@ -61,39 +61,25 @@ def _constant_outputs(producer: nn.Module, between: list[nn.Module]) -> tuple[Te
     return constant, x.reshape(-1)
 
 
-@torch.no_grad()
-def _shrink(producer: nn.Module, between: list[nn.Module], consumer: nn.Module) -> None:
-    n_units = producer.weight.shape[0]
+def _columns(consumer: nn.Module, n_units: int) -> tuple[Tensor, bool] | None:
+    """The consumer's weight as (out, unit, positions per unit) and whether it pads its input
+    (a padded convolution sees zeros, not a folded constant, at the border); None when it does
+    not read ``n_units`` units one to one."""
     if isinstance(consumer, nn.Linear):
         if consumer.in_features % n_units:
-            return  # not a plain unit-to-input map: leave the pair alone
+            return None
         block = consumer.in_features // n_units  # flattened channels: H*W inputs per channel
-        columns = consumer.weight.reshape(consumer.out_features, n_units, block)
-        padded = False
-    else:
-        if consumer.in_channels != n_units:
-            return
-        columns = consumer.weight.transpose(0, 1).reshape(n_units, consumer.out_channels, -1)
-        columns = columns.transpose(0, 1)  # (out, unit, kernel positions)
-        padded = any(p != 0 for p in consumer.padding) if not isinstance(consumer.padding, str) \
-            else consumer.padding != "valid"
-    unread = (columns == 0).all(dim=(0, 2))
-    constant, value = _constant_outputs(producer, between)
-    foldable = constant & ((value == 0) | (not padded))
-    drop = unread | foldable
-    if drop.all():  # keep one unit: a layer (or a batch norm) with no units cannot run
-        drop[0] = False
-    keep = ~drop
-    if not drop.any():
-        return
-    fold = foldable & ~unread & (value != 0) & drop
-    if fold.any():  # the constant's contribution moves into the consumer's bias
-        contribution = (columns[:, fold, :].sum(dim=2) * value[fold]).sum(dim=1)
-        if consumer.bias is None:
-            consumer.bias = nn.Parameter(contribution.clone())
-        else:
-            consumer.bias.add_(contribution)
-    idx = keep.nonzero().flatten()
+        return consumer.weight.reshape(consumer.out_features, n_units, block), False
+    if consumer.in_channels != n_units:
+        return None
+    columns = consumer.weight.transpose(0, 1).reshape(n_units, consumer.out_channels, -1)
+    padding = consumer.padding
+    padded = padding != "valid" if isinstance(padding, str) else any(p != 0 for p in padding)
+    return columns.transpose(0, 1), padded  # (out, unit, kernel positions)
+
+
+def _keep_outputs(producer: nn.Module, between: list[nn.Module], idx: Tensor) -> None:
+    """Keep only the output units ``idx`` of ``producer`` and of the batch norms after it."""
     producer.weight = nn.Parameter(producer.weight[idx].clone())
     if producer.bias is not None:
         producer.bias = nn.Parameter(producer.bias[idx].clone())
@@ -110,6 +96,10 @@ def _shrink(producer: nn.Module, between: list[nn.Module], consumer: nn.Module) 
                 if getattr(m, name) is not None:
                     setattr(m, name, getattr(m, name)[idx].clone())
             m.num_features = len(idx)
+
+
+def _keep_inputs(consumer: nn.Module, columns: Tensor, idx: Tensor) -> None:
+    """Keep only the input units ``idx`` of ``consumer`` (``columns`` from :func:`_columns`)."""
     new = columns[:, idx, :]
     if isinstance(consumer, nn.Linear):
         consumer.weight = nn.Parameter(new.reshape(consumer.out_features, -1).clone())
@@ -118,6 +108,34 @@ def _shrink(producer: nn.Module, between: list[nn.Module], consumer: nn.Module) 
         k = consumer.weight.shape[2:]
         consumer.weight = nn.Parameter(new.reshape(consumer.out_channels, len(idx), *k).clone())
         consumer.in_channels = len(idx)
+
+
+@torch.no_grad()
+def _shrink(producer: nn.Module, between: list[nn.Module], consumer: nn.Module) -> None:
+    """Cut the units between ``producer`` and ``consumer`` that the consumer no longer reads, or
+    whose output is a constant (folded into the consumer's bias first)."""
+    found = _columns(consumer, producer.weight.shape[0])
+    if found is None:
+        return  # not a plain unit-to-input map: leave the pair alone
+    columns, padded = found
+    unread = (columns == 0).all(dim=(0, 2))
+    constant, value = _constant_outputs(producer, between)
+    foldable = constant & ((value == 0) | (not padded))
+    drop = unread | foldable
+    if drop.all():  # keep one unit: a layer (or a batch norm) with no units cannot run
+        drop[0] = False
+    if not drop.any():
+        return
+    fold = foldable & ~unread & (value != 0) & drop
+    if fold.any():  # the constant's contribution moves into the consumer's bias
+        contribution = (columns[:, fold, :].sum(dim=2) * value[fold]).sum(dim=1)
+        if consumer.bias is None:
+            consumer.bias = nn.Parameter(contribution.clone())
+        else:
+            consumer.bias.add_(contribution)
+    idx = (~drop).nonzero().flatten()
+    _keep_outputs(producer, between, idx)
+    _keep_inputs(consumer, columns, idx)
 
 
 def export(model: nn.Module) -> nn.Sequential:
