@@ -41,7 +41,7 @@ def test_the_api_reference_builds_from_the_docstrings(tmp_path):
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     for page in ("l0.html", "l0/calibration.html", "l0/calibration/margins.html",
-                 "l0/layers.html", "l0/selection.html"):
+                 "l0/nn/layers.html", "l0/nn/sites.html", "l0/selection.html"):
         assert (out / page).stat().st_size > 1_000, page
     margins = (out / "l0/calibration/margins.html").read_text()
     assert "build_targets" in margins and "unmatched" in margins

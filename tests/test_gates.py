@@ -102,3 +102,10 @@ def test_l0gate_apply_gates_and_errors():
         gate.apply_gates(x, dim=0)
     with pytest.raises(TypeError, match="`x` must be a torch.Tensor"):
         gate.apply_gates([1, 2, 3])
+
+
+def test_one_name_per_concept_with_the_0_6_spellings_as_aliases():
+    gate = HardConcrete(3, gamma=-0.2, zeta=1.3)
+    assert gate.logits is gate.qz_logits is gate.log_alpha  # state dicts keep qz_logits
+    assert (gate.low, gate.high) == (gate.gamma, gate.zeta) == (-0.2, 1.3)
+    assert list(gate.state_dict()) == ["qz_logits"]

@@ -68,11 +68,11 @@ def test_controller_penalty_value_and_gradient_equal_the_formula_through_autogra
     ours = ctl.penalty(expected)
     (grad,) = torch.autograd.grad(ours, expected)
     oracle_in = expected.detach().clone().requires_grad_()
-    c = (oracle_in - ctl.target) / 1000
+    c = (oracle_in - ctl.current_budget) / 1000
     q = c.clamp(min=0.0) if mode == "at_most" else c
     oracle = ctl.multiplier * c + 25.0 * q**2
     (oracle_grad,) = torch.autograd.grad(oracle, oracle_in)
-    assert ctl.multiplier != 0 and ctl.target != 100
+    assert ctl.multiplier != 0 and ctl.current_budget != 100
     torch.testing.assert_close(ours, oracle)
     torch.testing.assert_close(grad, oracle_grad)
 
@@ -91,7 +91,7 @@ def test_at_most_controller_leaves_a_count_below_budget_alone():
 
 
 def test_controller_validation():
-    with pytest.raises(ValueError, match=r"`target` must be a float in \[0.0, 10.0\]; got 11.0."):
+    with pytest.raises(ValueError, match=r"`budget` must be a float in \[0.0, 10.0\]; got 11.0."):
         SparsityController(11, 10)
     with pytest.raises(ValueError, match="`mode` must be one of 'equal', 'at_most'"):
         SparsityController(1, 10, mode="less")
@@ -100,17 +100,17 @@ def test_controller_validation():
 def test_budget_controller_is_a_multiplicative_pi_law():
     from l0 import BudgetController
 
-    ctl = BudgetController(target=100, rate=0.1, gain=2.0, initial=1.0)
+    ctl = BudgetController(budget=100, rate=0.1, gain=2.0, initial=1.0)
     ctl.step(100 * math.e)  # excess log(E/t) = 1: I *= e^0.1, lambda = I e^2
     assert ctl.integral == pytest.approx(math.exp(0.1))
     assert ctl.multiplier == pytest.approx(math.exp(0.1) * math.exp(2.0))
     ctl.step(100 / math.e**5)  # a deep undershoot is clipped at -1 and cuts lambda at once
     assert ctl.integral == pytest.approx(1.0)
     assert ctl.multiplier == pytest.approx(math.exp(-2.0))
-    other = BudgetController(target=100)
+    other = BudgetController(budget=100)
     other.load_state_dict(ctl.state_dict())
     assert (other.multiplier, other.integral, other.steps) == (ctl.multiplier, ctl.integral, 2)
-    ctl = BudgetController(target=10, rate=1.0, gain=0.0, initial=1e-11, floor=1e-12)
+    ctl = BudgetController(budget=10, rate=1.0, gain=0.0, initial=1e-11, floor=1e-12)
     for _ in range(100):
         ctl.step(0.0)
     assert ctl.multiplier == 1e-12  # the floor keeps the log-scale update alive
@@ -123,7 +123,7 @@ def test_budget_controller_drives_open_gates_to_the_budget_across_scales():
     for scale in (1e-2, 1.0, 1e4):
         gate = HardConcrete(500, init_mean=0.9, temperature=2 / 3)
         value = scale * torch.rand(500, generator=torch.Generator().manual_seed(0))
-        ctl = BudgetController(target=150, rate=0.05, initial=1e-3, start=500, ramp=500)
+        ctl = BudgetController(budget=150, rate=0.05, initial=1e-3, start=500, ramp=500)
         opt = torch.optim.Adam(gate.parameters(), lr=0.05)
         for _ in range(1500):
             loss = -(value * gate.get_active_prob()).sum() + ctl.multiplier * gate.get_penalty()
@@ -137,7 +137,7 @@ def test_budget_controller_drives_open_gates_to_the_budget_across_scales():
 def test_budget_controller_validation():
     from l0 import BudgetController
 
-    with pytest.raises(ValueError, match="`target` must be a float > 0.0; got 0.0"):
+    with pytest.raises(ValueError, match="`budget` must be a float > 0.0; got 0.0"):
         BudgetController(0)
     with pytest.raises(ValueError, match="`initial` must be a float >= 1e-12"):
         BudgetController(5, initial=0.0)
@@ -206,3 +206,14 @@ def test_controller_step_without_a_count_uses_the_count_its_penalty_read():
         assert without.multiplier == with_count.multiplier
     with pytest.raises(ValueError, match="`expected` must be given: no count was read"):
         without.step()  # the last count was used already
+
+
+def test_a_controllers_goal_is_its_budget_and_ramps_from_start():
+    from l0 import BudgetController
+
+    ctl = SparsityController(budget=10, total=100, start=50, ramp=4)
+    assert ctl.budget == 10 and ctl.current_budget == 50
+    for _ in range(4):
+        ctl.step(50.0)
+    assert ctl.current_budget == 10
+    assert BudgetController(budget=7).current_budget == 7

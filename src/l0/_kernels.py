@@ -46,7 +46,7 @@ def sample_with_gradient(
     s = (logits + torch.logit(noise, eps=eps)).div_(temperature).sigmoid_()
     slope = torch.addcmul(s, s, s, value=-1.0).mul_((high - low) / temperature)
     stretched = s.mul_(high - low).add_(low)  # in place: one vector fewer at a million records
-    # zero where the gate is clamped: the clamp's own backward, one fused pass (4x a mask)
+    # zero where the gate is clamped: the clamp's own backward, one fused pass (not a mask)
     slope = torch.ops.aten.hardtanh_backward(slope, stretched, 0.0, 1.0)
     return stretched.clamp_(0.0, 1.0), slope
 

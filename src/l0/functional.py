@@ -197,10 +197,10 @@ def sample_with_gradient(
 class _SampleHardConcrete(torch.autograd.Function):
     """:func:`sample_hard_concrete` with its derivative taken in the forward pass.
 
-    The sample and its slope come from :func:`l0._kernels.sample_with_gradient` (in place, fused), so the
-    backward pass is one product plus the logit clamp's mask, instead of autograd's replay of
-    eight recorded operations: a per-weight gated layer's training step is ~8 % cheaper. Values
-    equal the plain operations bit for bit.
+    The sample and its slope come from :func:`l0._kernels.sample_with_gradient` (in place,
+    fused), so the backward pass is one product plus the logit clamp's mask, instead of
+    autograd's replay of eight recorded operations (measured in ``docs/benchmarks.md``, "Figures
+    behind the code's defaults"). Values equal the plain operations bit for bit.
     """
 
     @staticmethod

@@ -8,7 +8,7 @@ with probability P(z ≠ 0), the expected number of live units at each interface
 MACs are its output positions × kernel area × E[live inputs] × E[live outputs] (the two
 interfaces hold different gates, so the expectation factorises). The model's own inputs and
 outputs always stay. Everything is a torch expression of the gate logits, so
-``SparsityController(target=macs, total=cost.dense_macs)`` can hold a budget in MACs::
+``SparsityController(budget=macs, total=cost.dense_macs)`` can hold a budget in MACs::
 
     cost = ComputeCost(model, example_input)
     controller = SparsityController(0.17 * cost.dense_macs, cost.dense_macs, ...)

@@ -124,9 +124,25 @@ class HardConcrete(nn.Module):
         self._temperature = check_real("temperature", value, low=0.0, low_open=True)
 
     @property
+    def logits(self) -> Tensor:
+        """The gate logits :math:`\\log\\alpha` (the parameter ``qz_logits``, its 0.6.x name,
+        which state dicts keep; ``log_alpha`` is another alias)."""
+        return self.qz_logits
+
+    @property
     def log_alpha(self) -> Tensor:
         """The gate logits (the same tensor as ``qz_logits``)."""
         return self.qz_logits
+
+    @property
+    def low(self) -> float:
+        """The lower end of the stretch interval (0.6.x name: ``gamma``)."""
+        return self.gamma
+
+    @property
+    def high(self) -> float:
+        """The upper end of the stretch interval (0.6.x name: ``zeta``)."""
+        return self.zeta
 
     def reset_parameters(self) -> None:
         """Set every logit to ``logit(init_mean)`` (zero when ``init_mean`` is None)."""
