@@ -27,12 +27,14 @@ from .nn import (
     compute_l2_penalty,
     export,
     fuse_gates,
+    gate_parameters,
     get_active_parameter_count,
     get_sparsity_stats,
     l0_gate,
     layer_costs,
     prune_model,
     remove_gates,
+    split_parameters,
     update_temperatures,
 )
 from .selection import FeatureGate, HybridGate, SampleGate
@@ -64,6 +66,8 @@ __all__ = [
     "remove_gates",
     "fuse_gates",
     "FusedGates",
+    "gate_parameters",
+    "split_parameters",
     "SparseL0Linear",
     # selection
     "SampleGate",

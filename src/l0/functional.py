@@ -62,6 +62,12 @@ ZETA: float = 1.1
 TEST_TIME_RULES = ("median", "paper")
 
 
+def _check_noise(noise: Tensor) -> None:
+    if not isinstance(noise, Tensor) or not noise.dtype.is_floating_point:
+        got = f"dtype {noise.dtype}" if isinstance(noise, Tensor) else type(noise).__name__
+        raise TypeError(f"`noise` must be a floating-point tensor of uniforms in [0, 1]; got {got}.")
+
+
 def uniform_noise(
     shape: tuple[int, ...] | torch.Size,
     *,
@@ -135,6 +141,7 @@ def sample_hard_concrete(
     tensor([0.0000, 0.5000, 1.0000])
     """
     temperature, low, high = check_hard_concrete(temperature, low, high)
+    _check_noise(noise)
     if torch.is_grad_enabled() and log_alpha.requires_grad and not noise.requires_grad:
         return _SampleHardConcrete.apply(log_alpha, noise, temperature, low, high)
     eps = torch.finfo(noise.dtype).eps
@@ -191,6 +198,7 @@ def sample_with_gradient(
     True
     """
     temperature, low, high = check_hard_concrete(temperature, low, high)
+    _check_noise(noise)
     return K.sample_with_gradient(log_alpha, noise, temperature, low, high)
 
 

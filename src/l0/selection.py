@@ -395,7 +395,7 @@ class HybridGate(nn.Module):
     >>> hybrid = HybridGate(n_items=10).eval()
     >>> _, idx, kinds = hybrid.select(torch.arange(10.0), random_seed=0)
     >>> hybrid.n_l0, hybrid.n_random, kinds.tolist()  # the untrained L0 gate keeps nothing yet
-    (1, 1, ['random'])
+    (1, 1, ['random', 'random'])
     """
 
     def __init__(
@@ -425,7 +425,10 @@ class HybridGate(nn.Module):
     def select(
         self, data: Tensor, random_seed: int | None = None
     ) -> tuple[Tensor, Tensor, np.ndarray]:
-        """L0-selected rows plus ``n_random`` random others, sorted by index.
+        """L0-selected rows plus random others, ``target_items`` in all, sorted by index.
+
+        The L0 gate contributes its open rows (at most ``n_l0``); the rest of the budget —
+        ``n_random`` plus what the gate left unused — is drawn uniformly from the other rows.
 
         Returns ``(data[indices], indices, kinds)`` with ``kinds[i]`` ``"l0"`` or ``"random"``.
         ``random_seed`` seeds a local generator that draws both the L0 gate's noise (training
@@ -443,7 +446,9 @@ class HybridGate(nn.Module):
         available = torch.ones(self.n_items, dtype=torch.bool)
         available[l0_idx] = False
         pool = torch.nonzero(available).squeeze(1)
-        take = min(self.n_random, pool.numel())
+        # rows the L0 gate leaves unused (an untrained gate keeps few) go to the random part:
+        # the selection always holds the whole budget
+        take = min(self.n_random + self.n_l0 - l0_idx.numel(), pool.numel())
         perm = torch.randperm(pool.numel(), generator=gen)[:take]
         random_idx = pool[perm]
         indices = torch.cat([l0_idx, random_idx])

@@ -12,7 +12,7 @@ from .compute import ComputeCost
 from .costs import layer_costs
 from .export import export
 from .fused import FusedGates, fuse_gates
-from .gates import HardConcrete, L0Gate
+from .gates import HardConcrete, L0Gate, gate_parameters, split_parameters
 from .layers import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP, prune_model
 from .parametrize import L0Parametrization, l0_gate, remove_gates
 from .penalties import (
@@ -35,6 +35,8 @@ from .sparse import SparseL0Linear
 __all__ = [
     "HardConcrete",
     "L0Gate",
+    "gate_parameters",
+    "split_parameters",
     "L0Linear",
     "L0Conv2d",
     "L0DepthwiseConv2d",

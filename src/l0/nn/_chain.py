@@ -3,13 +3,14 @@ per-unit modules allowed between two layers, and what counts as a layer."""
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from .._validation import fail
 from .layers import SparseMLP
 from .sites import GateSite
 
-__all__ = ["PER_UNIT", "sequence", "is_layer", "is_dense_layer"]
+__all__ = ["PER_UNIT", "sequence", "is_layer", "is_dense_layer", "output_positions"]
 
 # modules that act on each unit / channel separately and map a constant to a constant
 PER_UNIT = (
@@ -43,3 +44,38 @@ def is_layer(m: nn.Module) -> bool:
 def is_dense_layer(m: nn.Module) -> bool:
     """A plain linear layer or ungrouped convolution (what export shrinks)."""
     return isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)
+
+
+def output_positions(model: nn.Module, layers: dict[str, nn.Module], example_input: Tensor
+                     ) -> dict[str, int]:
+    """Output positions per example of each of ``layers`` (a linear layer's leading dims, a
+    convolution's H × W) that one eval-mode, gradient-free forward pass of ``example_input``
+    reaches. An unbatched input (a vector into a linear layer, C × H × W into a convolution)
+    is one example."""
+    if not isinstance(example_input, Tensor):
+        raise fail("example_input", "a tensor the model accepts", example_input, TypeError)
+    if example_input.dim() == 0 or example_input.numel() == 0:
+        raise fail("example_input", "a batch of at least one example (or one example)",
+                   f"shape {tuple(example_input.shape)}")
+    positions: dict[str, int] = {}
+
+    def record(name: str, module: nn.Module, out: Tensor) -> None:
+        n_out = int(module.weight.shape[0])
+        unbatched = out.dim() == (3 if module.weight.dim() == 4 else 1)
+        positions[name] = int((out if unbatched else out[0]).numel()) // n_out
+
+    hooks = [m.register_forward_hook(lambda mod, args, out, name=name: record(name, mod, out))
+             for name, m in layers.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example_input)
+    except RuntimeError as exc:  # a shape the model does not take: say which input, not where
+        raise ValueError(f"`example_input` must be an input the model accepts; got shape "
+                         f"{tuple(example_input.shape)}, on which it fails: {exc}") from None
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return positions

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import fail
-from ._chain import PER_UNIT, is_layer, sequence
+from ._chain import PER_UNIT, is_layer, output_positions, sequence
 from .sites import open_probabilities
 
 __all__ = ["ComputeCost"]
@@ -103,24 +103,13 @@ class ComputeCost:
         self.dense_params = sum(self._size(i, None)[1] for i in range(len(self.layers)))
 
     def _positions(self, model: nn.Module, example_input: Tensor) -> list[int]:
-        seen: dict[int, int] = {}
-        hooks = [m.register_forward_hook(
-            lambda mod, args, out, i=i: seen.__setitem__(i, out[0].numel() // mod.weight.shape[0]))
-            for i, m in enumerate(self.layers)]
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                model(example_input)
-        finally:
-            model.train(was_training)
-            for h in hooks:
-                h.remove()
-        missing = [i for i in range(len(self.layers)) if i not in seen]
+        seen = output_positions(model, {str(i): m for i, m in enumerate(self.layers)},
+                                example_input)
+        missing = [i for i in range(len(self.layers)) if str(i) not in seen]
         if missing:
             raise ValueError(f"layer {missing[0]} of `model` is not reached by a forward pass "
                              "of `example_input`.")
-        return [seen[i] for i in range(len(self.layers))]
+        return [seen[str(i)] for i in range(len(self.layers))]
 
     def _size(self, i: int, live: list[tuple[Tensor, Tensor]] | None
               ) -> tuple[Tensor | int, Tensor | int]:

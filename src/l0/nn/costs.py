@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import fail
+from ._chain import output_positions
 from .sites import GateSite, site_of
 
 __all__ = ["layer_costs"]
@@ -43,31 +44,6 @@ def _layers(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules()
             if isinstance(m, (GateSite, nn.Linear, nn.Conv2d))
             and not any(name.startswith(g + ".") for g in inside)}
-
-
-def _output_positions(model: nn.Module, layers: dict[str, nn.Module], example_input: Tensor
-                      ) -> dict[str, int]:
-    """Output positions per example of every layer one eval-mode forward pass reaches."""
-    positions: dict[str, int] = {}
-
-    def record(name: str, module: nn.Module, out: Tensor) -> None:
-        # a linear layer's leading dims, a conv's H x W; an unbatched input (a vector into a
-        # linear layer, C x H x W into a convolution) is one example
-        unbatched = out.dim() == (3 if module.weight.dim() == 4 else 1)
-        example = out if unbatched else out[0]
-        positions[name] = int(example.numel()) // int(module.weight.shape[0])
-
-    hooks = [m.register_forward_hook(lambda mod, args, out, name=name: record(name, mod, out))
-             for name, m in layers.items()]
-    was_training = model.training
-    model.eval()
-    try:
-        model(example_input)
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
-    return positions
 
 
 def _layer_row(module: nn.Module, positions: int) -> dict[str, Any]:
@@ -115,10 +91,8 @@ def layer_costs(model: nn.Module, example_input: Tensor) -> dict[str, dict[str, 
     """
     if not isinstance(model, nn.Module):
         raise fail("model", "a torch.nn.Module", model, TypeError)
-    if not isinstance(example_input, Tensor):
-        raise fail("example_input", "a tensor the model accepts", example_input, TypeError)
     layers = _layers(model)
-    positions = _output_positions(model, layers, example_input)
+    positions = output_positions(model, layers, example_input)
     report: dict[str, dict[str, Any]] = {}
     total = dict.fromkeys(_TOTALS, 0)
     for name, m in layers.items():

@@ -14,10 +14,10 @@ from torch import Tensor, nn
 
 from .. import _kernels as K
 from .. import functional as F
-from .._validation import check_choice, check_device, check_int, check_real
+from .._validation import check_choice, check_device, check_int, check_real, fail
 from ._penalty_node import expected_open
 
-__all__ = ["HardConcrete", "L0Gate"]
+__all__ = ["HardConcrete", "L0Gate", "gate_parameters", "split_parameters"]
 
 
 def _check_init_mean(value: float | None) -> float | None:
@@ -302,3 +302,44 @@ class L0Gate(nn.Module):
 
     def extra_repr(self) -> str:
         return f"size={self.size}"
+
+
+def gate_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The gate logits of every :class:`HardConcrete` in ``model``, each once, in module order.
+
+    Examples
+    --------
+    >>> from l0 import L0Linear
+    >>> [p.shape for p in gate_parameters(torch.nn.Sequential(L0Linear(3, 2, structure="input")))]
+    [torch.Size([3])]
+    """
+    if not isinstance(model, nn.Module):
+        raise fail("model", "a torch.nn.Module", model, TypeError)
+    seen: set[int] = set()
+    out = []
+    for module in model.modules():
+        if isinstance(module, HardConcrete):
+            for p in module.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
+    return out
+
+
+def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """``(gate logits, every other parameter)`` of ``model``: the two groups of the networks
+    recipe, whose gates learn at a rate of their own.
+
+    Examples
+    --------
+    >>> from l0 import L0Linear
+    >>> model = torch.nn.Sequential(L0Linear(3, 2, structure="input"))
+    >>> gates, weights = split_parameters(model)
+    >>> optimizer = torch.optim.Adam([{"params": weights}, {"params": gates, "lr": 2e-2}],
+    ...                              lr=3e-3)
+    >>> len(gates), len(weights)
+    (1, 2)
+    """
+    gates = gate_parameters(model)
+    ids = {id(p) for p in gates}
+    return gates, [p for p in model.parameters() if id(p) not in ids]

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .._validation import check_choice, check_int, check_real
+from .._validation import check_choice, check_int, check_real, fail
 from .gates import HardConcrete
 
 __all__ = [
@@ -112,6 +112,9 @@ def update_temperatures(model: nn.Module, temperature: float) -> int:
     >>> update_temperatures(model, 0.2), model[0].weight_gates.temperature
     (2, 0.2)
     """
+    if not isinstance(model, nn.Module):
+        raise fail("model", "a torch.nn.Module (wrap a list of modules in nn.ModuleList)", model,
+                   TypeError)
     temperature = check_real("temperature", temperature, low=0.0, low_open=True)
     gates = [m for m in model.modules() if isinstance(m, HardConcrete)]
     for gate in gates:

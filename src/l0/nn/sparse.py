@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from .. import functional as F
 from .._random import generator_or_global
 from .._state_keys import LegacyGateNames, keep_log_alpha_key
-from .._validation import check_device, check_hard_concrete, check_int, check_real
+from .._validation import check_device, check_hard_concrete, check_int, check_real, fail
 from .gates import HardConcrete
 
 __all__ = ["SparseL0Linear"]
@@ -33,8 +33,10 @@ def _to_torch_matrix(X: Any, n_features: int, device: torch.device) -> Tensor:
                 device=device,
             )
         finite = np.isfinite(csr.data).all()
-    elif isinstance(X, Tensor) and X.layout == torch.sparse_csr:
-        out = X.to(device=device, dtype=torch.float32)
+    elif isinstance(X, Tensor) and X.layout != torch.strided:  # COO, CSC, ...: rows as CSR
+        with warnings.catch_warnings():  # torch flags its CSR support as beta
+            warnings.simplefilter("ignore", UserWarning)
+            out = X.to_sparse_csr().to(device=device, dtype=torch.float32)
         finite = bool(torch.isfinite(out.values()).all())
     elif isinstance(X, (np.ndarray, Tensor)):
         out = torch.as_tensor(X, dtype=torch.float32, device=device)
@@ -172,7 +174,12 @@ class SparseL0Linear(LegacyGateNames, nn.Module):
         X = _to_torch_matrix(X_sparse, self.n_features, self.device)
         if X.shape[0] == 0:
             raise ValueError("`X_sparse` must have at least one row (sample); got 0 rows.")
-        y = torch.as_tensor(np.asarray(y, dtype=np.float32), device=self.device).reshape(-1)
+        values = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
+        if values.dtype == object or not (np.issubdtype(values.dtype, np.number)
+                                          or values.dtype == bool):
+            raise fail("y", "numeric targets (one per row of X_sparse)", f"dtype {values.dtype}",
+                       TypeError)
+        y = torch.as_tensor(values.astype(np.float32), device=self.device).reshape(-1)
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"`y` must have {X.shape[0]} entries; got {y.shape[0]}.")
         if not bool(torch.isfinite(y).all()):
