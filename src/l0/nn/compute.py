@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .._validation import fail
 from ._chain import PER_UNIT, is_layer, output_positions, sequence
-from .sites import open_probabilities
+from .sites import open_probabilities, test_time_open
 
 __all__ = ["ComputeCost"]
 
@@ -123,12 +123,14 @@ class ComputeCost:
         params = kernel * n_in * n_out + (n_out if m.bias is not None else 0)
         return macs, params
 
-    def live_units(self) -> list[tuple[Tensor, Tensor]]:
+    def live_units(self, test_time: bool = False) -> list[tuple[Tensor, Tensor]]:
         """Expected live units at each interface — the inputs of layer 0 (all of them), between
         every pair of layers, the outputs of the last layer (all of them) — as (units, input
         features of the next layer): they differ when a linear layer reads a flattened
-        convolution (features = channels × positions)."""
-        sides = [_written_and_read(open_probabilities(m), m.weight.shape) for m in self.layers]
+        convolution (features = channels × positions). ``test_time``: the units live under
+        the test-time gates instead (what :func:`l0.export` keeps now)."""
+        gates = test_time_open if test_time else open_probabilities
+        sides = [_written_and_read(gates(m), m.weight.shape) for m in self.layers]
         first = torch.as_tensor(float(self.layers[0].weight.shape[1]))
         live = [(first, first)]
         for i in range(len(self.layers) - 1):
@@ -154,3 +156,18 @@ class ComputeCost:
         """E[parameters] of the exported model (differentiable)."""
         live = self.live_units()
         return sum(self._size(i, live)[1] for i in range(len(self.layers)))
+
+    def test_time_macs(self) -> int:
+        """Multiply-accumulates per example of the model :func:`l0.export` makes now, from the
+        test-time gates (not differentiable). Three counts, three names: ``dense_macs`` (no
+        gate closed), :meth:`expected_macs` (the expectation under the gates' distribution:
+        what a budget holds during training) and this one (what the exported model costs)."""
+        with torch.no_grad():
+            live = self.live_units(test_time=True)
+            return int(round(float(sum(self._size(i, live)[0] for i in range(len(self.layers))))))
+
+    def test_time_params(self) -> int:
+        """Parameters of the model :func:`l0.export` makes now (see :meth:`test_time_macs`)."""
+        with torch.no_grad():
+            live = self.live_units(test_time=True)
+            return int(round(float(sum(self._size(i, live)[1] for i in range(len(self.layers))))))

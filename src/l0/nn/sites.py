@@ -29,7 +29,7 @@ from torch.nn.utils import parametrize
 
 from .gates import HardConcrete
 
-__all__ = ["GateSite", "gate_sites", "site_of", "open_probabilities"]
+__all__ = ["GateSite", "gate_sites", "site_of", "open_probabilities", "test_time_open"]
 
 
 class GateSite:
@@ -141,3 +141,15 @@ def open_probabilities(module: nn.Module) -> Tensor:
         weight = module.weight
         return torch.ones((), dtype=weight.dtype, device=weight.device)
     return site.masks(site.gate.get_active_prob())[0]
+
+
+@torch.no_grad()
+def test_time_open(module: nn.Module) -> Tensor:
+    """1 where the test-time gate on ``module``'s weight is open, else 0, shaped as
+    :func:`open_probabilities`."""
+    site = site_of(module)
+    if site is None:
+        weight = module.weight
+        return torch.ones((), dtype=weight.dtype, device=weight.device)
+    opened = site.gate.deterministic() != 0
+    return site.masks(opened.to(site.gated_weight.dtype))[0]
