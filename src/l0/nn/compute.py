@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .._validation import fail
 from ._chain import PER_UNIT, is_layer, output_positions, sequence
-from .sites import open_probabilities, test_time_open
+from .sites import open_probabilities, open_at_test_time
 
 __all__ = ["ComputeCost"]
 
@@ -129,7 +129,7 @@ class ComputeCost:
         features of the next layer): they differ when a linear layer reads a flattened
         convolution (features = channels × positions). ``test_time``: the units live under
         the test-time gates instead (what :func:`l0.export` keeps now)."""
-        gates = test_time_open if test_time else open_probabilities
+        gates = open_at_test_time if test_time else open_probabilities
         sides = [_written_and_read(gates(m), m.weight.shape) for m in self.layers]
         first = torch.as_tensor(float(self.layers[0].weight.shape[1]))
         live = [(first, first)]

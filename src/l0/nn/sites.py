@@ -29,7 +29,7 @@ from torch.nn.utils import parametrize
 
 from .gates import HardConcrete
 
-__all__ = ["GateSite", "gate_sites", "site_of", "open_probabilities", "test_time_open"]
+__all__ = ["GateSite", "gate_sites", "site_of", "open_probabilities", "open_at_test_time"]
 
 
 class GateSite:
@@ -144,7 +144,7 @@ def open_probabilities(module: nn.Module) -> Tensor:
 
 
 @torch.no_grad()
-def test_time_open(module: nn.Module) -> Tensor:
+def open_at_test_time(module: nn.Module) -> Tensor:
     """1 where the test-time gate on ``module``'s weight is open, else 0, shaped as
     :func:`open_probabilities`."""
     site = site_of(module)
