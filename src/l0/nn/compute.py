@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .._validation import fail
 from ._chain import PER_UNIT, is_layer, output_positions, sequence
-from .sites import open_probabilities, open_at_test_time
+from .sites import open_at_test_time, open_probabilities
 
 __all__ = ["ComputeCost"]
 
