@@ -17,8 +17,8 @@ import scipy.sparse as sp
 
 from .. import diagnostics
 from .._validation import check_choice, check_real, fail
-from ._matrix import as_csr, as_vector
-from ._target_checks import row_counts, warn_about_targets
+from ._matrix import as_csr, as_vector, row_counts
+from ._target_checks import warn_about_targets
 
 __all__ = ["CalibrationProblem", "LOSSES", "EXACT", "build_problem", "group_codes"]
 
@@ -309,7 +309,8 @@ def build_problem(
         except Exception as exc:
             error = exc
         shards.comm.agree(error)
-    warn_about_targets(problem)
+    warn_about_targets(problem.M, problem.y, problem.achievable(),
+                       0 if shards is None else shards.offset, problem.total)
     return problem
 
 
