@@ -7,6 +7,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -133,13 +134,15 @@ def demo(records: int = 800, bounds: tuple[float, float] = (0.0, 12.0), seed: in
 
 def _calibrate(args: argparse.Namespace) -> int:
     from .calibration import calibrate
+    from .calibration._solvers import METHOD_TABLE
 
     problem = _problem(args)
     settings: dict[str, Any] = {}
     if args.max_records is not None:
         settings["max_records"] = args.max_records
-    if args.method == "l0":
-        settings.update(seed=args.seed, progress=None)
+    has = {f.name for f in dataclasses.fields(METHOD_TABLE[args.method].options_type)}
+    settings.update({name: value for name, value in (("seed", args.seed), ("progress", None))
+                     if name in has})  # --seed (and the progress display) where they apply
     start = time.perf_counter()
     result = calibrate(problem.pop("M"), problem.pop("y"), method=args.method, **problem,
                        **settings)
@@ -187,6 +190,8 @@ def _budgets(text: str) -> list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .calibration._solvers import METHOD_TABLE
+
     parser = _Parser(prog="l0", description="L0 regularization tools: sparse survey calibration")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("demo", help="calibrate the bundled California schools data")
@@ -206,8 +211,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--seed", type=int, default=0)
         cmd.add_argument("--out", help="CSV to write (weights, or the frontier table)")
         if name == "calibrate":
-            cmd.add_argument("--method", default="l0",
-                             choices=("l0", "exact", "linear", "raking", "logit"))
+            cmd.add_argument("--method", default="l0", choices=tuple(METHOD_TABLE))
             cmd.add_argument("--max-records", type=int, help="record budget (method l0)")
             cmd.add_argument("--report", help="HTML report path")
         else:

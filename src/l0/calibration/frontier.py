@@ -13,6 +13,7 @@ from typing import Any
 
 from .._validation import check_int, fail
 from ._problem import build_problem
+from ._solvers import METHOD_TABLE
 from ._solvers.capped_vertex import CappedVertexSearch
 from ._solvers.l0 import VERTEX_UP_TO_NNZ, solve_l0
 from .options import options_for
@@ -77,12 +78,12 @@ def frontier(M: Any, y: Any, budgets: Sequence[int], **kwargs: Any) -> Any:
         raise fail("budgets", "a non-empty sequence of ints", budgets)
     problem_args = {k: kwargs.pop(k) for k in _PROBLEM_ARGS if k in kwargs}
     options = kwargs.pop("options", None)
-    base = options_for("l0", options, kwargs)
+    base = options_for(METHOD_TABLE["l0"], options, kwargs)
     problem = build_problem(M, y, **problem_args)
     search = CappedVertexSearch(problem) if problem.M.nnz <= VERTEX_UP_TO_NNZ else None
     results = {}
     for budget in sorted(set(budgets), reverse=True):
-        opts = options_for("l0", base, {"max_records": budget})
+        opts = options_for(METHOD_TABLE["l0"], base, {"max_records": budget})
         start = time.perf_counter()
         result = solve_l0(problem, opts, search=search)
         results[budget] = (result, time.perf_counter() - start)

@@ -49,6 +49,32 @@ def _feasible(problem: CalibrationProblem, low: float, high: float) -> bool:
 
 def solve_classical(problem: CalibrationProblem, options: ClassicalOptions,
                     method: str) -> CalibrationResult:
+    """``method="linear" | "raking" | "logit"``: the minimum-distance weights of every record
+    that meet the calibration equations, by Newton's method on the dual.
+
+    Parameters
+    ----------
+    problem : CalibrationProblem
+        The whole matrix in one process; no tolerance, loss or loss weights (the method's
+        checks refuse them).
+    options : ClassicalOptions
+    method : {"linear", "raking", "logit"}
+        The distance.
+
+    Options
+    -------
+    max_iter : int
+        Newton steps at most.
+    tol : float
+        Largest relative error of the equations at convergence.
+
+    Returns
+    -------
+    CalibrationResult
+        ``status`` ``"exact"``; ``"not_converged"`` when Newton stopped but an LP finds weights
+        within the bounds; ``"infeasible"`` when none exist. ``info``: ``iterations``,
+        ``residual``, ``multipliers`` (one per target, in the totals' units).
+    """
     start = time.perf_counter()
     low, high = _g_bounds(problem, method)
     A, b = problem.scaled()

@@ -353,6 +353,38 @@ def with_error_band(problem: CalibrationProblem, target_error: float | None) -> 
 
 def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
              search: CappedVertexSearch | None = None) -> CalibrationResult:
+    """``method="l0"``: select the records (capped LP vertex, pruned vertex or Hard Concrete
+    gates), then refit their weights.
+
+    Parameters
+    ----------
+    problem : CalibrationProblem
+    opts : L0Options
+    search : CappedVertexSearch, optional
+        A vertex search of this problem shared between calls (:func:`frontier`: its solved
+        vertices warm-start the next budget).
+
+    Options
+    -------
+    max_records, target_error, lambda_l0
+        The budget: at most ``max_records`` records, every target within ``target_error``, or
+        the L0 strength.
+    selection : {"auto", "gates"}
+        ``"auto"``: the capped vertex that fits (at most :data:`VERTEX_UP_TO_NNZ` non-zeros),
+        else the better by loss of the pruned vertex and the gates; ``"gates"``: the gates, the
+        vertex only when their support misses a target.
+    refit, refit_distance, refit_iter
+        How the selected support's weights are published (:mod:`.refit`).
+    lr, max_epochs, eval_every, rtol, patience, temperature, init_keep_prob, closeness, seed,
+    device, backend, progress, checkpoint, checkpoint_every, resume
+        The gate training (:func:`train_gates`).
+
+    Returns
+    -------
+    CalibrationResult
+        ``info["selection"]`` names the candidate that won (``"capped vertex"``, ``"band
+        vertex"``, ``"pruned vertex"``, ``"gates"``), with its refit report.
+    """
     start = time.perf_counter()
     n = problem.n_records
     k = opts.max_records
