@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from l0.calibration import METHODS, calibrate
-from l0.calibration._solvers import METHOD_TABLE, Method
+from l0.calibration._solvers.methods import METHOD_TABLE, Method
 from l0.calibration.options import options_for
 from l0.calibration.result import CalibrationResult
 
@@ -98,3 +98,85 @@ def test_the_option_types_come_from_the_table():
     for entry in METHOD_TABLE.values():
         assert isinstance(options_for(entry, None, {}), entry.options_type)
         assert dataclasses.is_dataclass(entry.options_type)
+
+
+# --------------------------------------------------------------------------- the distances
+U = np.linspace(-4.0, 4.0, 801)
+
+
+def _bound(name, low=-np.inf, high=np.inf):
+    from l0.calibration._solvers.distances import DISTANCES
+
+    return DISTANCES[name](np.full_like(U, low), np.full_like(U, high))
+
+
+def test_the_distance_registry_holds_the_three_distances_once():
+    from l0.calibration._solvers.distances import DISTANCES, REFIT_DISTANCES
+    from l0.calibration.options import L0Options
+
+    assert tuple(DISTANCES) == ("linear", "raking", "logit") == METHODS[2:]
+    assert REFIT_DISTANCES == ("linear", "raking")
+    assert L0Options(refit_distance="raking").refit_distance == "raking"
+    with pytest.raises(ValueError, match="`refit_distance` must be one of 'linear', 'raking'"):
+        L0Options(refit_distance="logit")
+
+
+def test_linear_is_the_chi_square_distance():
+    d = _bound("linear")
+    np.testing.assert_array_equal(d.g(U), 1.0 + U)
+    np.testing.assert_array_equal(d.slope(U), np.ones_like(U))
+    np.testing.assert_allclose(d.phi(U), U + U**2 / 2, rtol=0, atol=1e-15)
+    # truncated at [0.5, 2]: g clipped, flat outside, phi continued linearly
+    t = _bound("linear", 0.5, 2.0)
+    np.testing.assert_array_equal(t.g(U), np.clip(1.0 + U, 0.5, 2.0))
+    np.testing.assert_array_equal(t.slope(U), ((U > -0.5) & (U < 1.0)).astype(float))
+    expected = np.where(U > 1.0, 1.5 + 2.0 * (U - 1.0),
+                        np.where(U < -0.5, -0.375 + 0.5 * (U + 0.5), U + U**2 / 2))
+    np.testing.assert_allclose(t.phi(U), expected, atol=1e-14)
+
+
+def test_raking_is_exp_with_slope_exp():
+    d = _bound("raking", 0.0)
+    np.testing.assert_allclose(d.g(U), np.exp(U), rtol=1e-15)
+    np.testing.assert_allclose(d.slope(U), np.exp(U), rtol=1e-15)
+    np.testing.assert_allclose(d.phi(U), np.exp(U) - 1.0, rtol=1e-14, atol=1e-16)
+
+
+def test_logit_is_the_textbook_logit_distance():
+    low, high = 0.4, 2.5
+    d = _bound("logit", low, high)
+    a = (high - low) / ((1 - low) * (high - 1))
+    # Deville & Särndal's logit: g(u) = (L(U-1) + U(1-L) e^{Au}) / ((U-1) + (1-L) e^{Au})
+    e = np.exp(a * U)
+    g = (low * (high - 1) + high * (1 - low) * e) / ((high - 1) + (1 - low) * e)
+    np.testing.assert_allclose(d.g(U), g, rtol=1e-13)
+    slope = a * (1 - low) * (high - 1) * (high - low) * e / ((high - 1) + (1 - low) * e) ** 2
+    np.testing.assert_allclose(d.slope(U), slope, rtol=1e-12)
+    assert d.g(np.zeros(1))[0] == pytest.approx(1.0, abs=1e-15)
+    assert d.slope(np.zeros(1))[0] == pytest.approx(1.0, abs=1e-14)
+    assert (d.g(U) > low).all() and (d.g(U) < high).all()
+    # phi is the integral of g from 0 (Simpson on a fine grid)
+    fine = np.linspace(0.0, 3.0, 3001)
+    df = _bound("logit", low, high).__class__(np.full_like(fine, low), np.full_like(fine, high))
+    values = df.g(fine)
+    simpson = (fine[1] - fine[0]) / 3 * (values[0] + values[-1] + 4 * values[1:-1:2].sum()
+                                         + 2 * values[2:-1:2].sum())
+    assert df.phi(fine)[-1] == pytest.approx(simpson, rel=1e-10)
+
+
+@pytest.mark.parametrize("name, given, expected", [
+    ("linear", False, (-np.inf, np.inf)), ("raking", False, (0.0, np.inf)),
+    ("linear", True, (0.5, 3.0)), ("raking", True, (0.5, 3.0)), ("logit", True, (0.5, 3.0))])
+def test_each_distance_says_which_bounds_a_calibration_uses(name, given, expected):
+    from l0.calibration._solvers.distances import DISTANCES
+
+    assert DISTANCES[name].ratio_bounds((0.5, 3.0), given) == expected
+
+
+def test_logit_refuses_bounds_that_do_not_enclose_one():
+    from l0.calibration._solvers.distances import DISTANCES
+
+    for bounds, given in [((0.0, np.inf), False), ((0.0, np.inf), True), ((1.2, 3.0), True)]:
+        with pytest.raises(ValueError, match=r"`bounds` must be \(low, high\) with 0 <= low < 1 "
+                                             r"< high < inf for method='logit'"):
+            DISTANCES["logit"].ratio_bounds(bounds, given)

@@ -134,7 +134,7 @@ def demo(records: int = 800, bounds: tuple[float, float] = (0.0, 12.0), seed: in
 
 def _calibrate(args: argparse.Namespace) -> int:
     from .calibration import calibrate
-    from .calibration._solvers import METHOD_TABLE
+    from .calibration._solvers.methods import METHOD_TABLE
 
     problem = _problem(args)
     settings: dict[str, Any] = {}
@@ -190,7 +190,7 @@ def _budgets(text: str) -> list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .calibration._solvers import METHOD_TABLE
+    from .calibration._solvers.methods import METHOD_TABLE
 
     parser = _Parser(prog="l0", description="L0 regularization tools: sparse survey calibration")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

@@ -10,7 +10,7 @@ import numpy as np
 from .._validation import check_choice
 from ._matrix import as_vector
 from ._problem import build_problem
-from ._solvers import METHOD_TABLE
+from ._solvers.methods import METHOD_TABLE
 from ._solvers.sharded import solve_l0_sharded
 from .options import options_for
 from .result import CalibrationResult

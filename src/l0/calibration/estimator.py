@@ -23,7 +23,7 @@ except ImportError as exc:  # pragma: no cover - the dev extra installs it
     raise ImportError("SparseCalibrator needs scikit-learn: pip install scikit-learn") from exc
 
 from ._calibrate import calibrate
-from ._solvers import METHOD_TABLE
+from ._solvers.methods import METHOD_TABLE
 
 __all__ = ["SparseCalibrator"]
 

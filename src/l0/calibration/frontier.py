@@ -13,9 +13,9 @@ from typing import Any
 
 from .._validation import check_int, fail
 from ._problem import build_problem
-from ._solvers import METHOD_TABLE
 from ._solvers.capped_vertex import CappedVertexSearch
 from ._solvers.l0 import VERTEX_UP_TO_NNZ, solve_l0
+from ._solvers.methods import METHOD_TABLE
 from .options import options_for
 
 __all__ = ["frontier", "FRONTIER_COLUMNS"]

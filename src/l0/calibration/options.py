@@ -27,12 +27,12 @@ from typing import Any
 
 from .._validation import check_choice, check_device, check_int, check_real, fail
 from ._backends import BACKENDS
+from ._solvers.distances import REFIT_DISTANCES
 
 __all__ = ["L0Options", "ExactOptions", "ClassicalOptions", "options_for", "SELECTIONS",
            "REFIT_DISTANCES"]
 
 SELECTIONS = ("auto", "gates")
-REFIT_DISTANCES = ("linear", "raking")
 RESULT_ON = ("all", "root")
 
 

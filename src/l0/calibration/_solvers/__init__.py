@@ -1,69 +1,12 @@
-"""The solvers behind :func:`~l0.calibration.calibrate` and THE method table.
+"""The solvers behind :func:`~l0.calibration.calibrate`, one module per method.
 
-:data:`METHOD_TABLE` maps each ``method=`` name to a :class:`Method`: its settings type (from
-:mod:`~l0.calibration.options`), its solver and the checks it makes before a problem is built.
-:func:`~l0.calibration.calibrate`, :func:`~l0.calibration.options.options_for`, the ``l0``
-command's ``--method`` choices, :class:`~l0.calibration.estimator.SparseCalibrator` and
-:func:`~l0.calibration.frontier` all read it; a new method is one entry here (and its module).
+* :mod:`.methods` — THE method table: ``method=`` name → settings type, solver, checks.
+* :mod:`.distances` — the calibration distances (linear, raking, logit), registered once.
+* ``l0`` (select, then refit: :mod:`.candidates` hold the contest), ``exact`` (HiGHS vertex),
+  ``classical`` (linear, raking, logit); ``refit`` and ``capped_vertex`` are shared by ``l0``
+  and ``exact``; ``_newton`` is the minimum-distance Newton solver the refit and the classical
+  methods share; ``_engine``, ``_loop`` and ``_adam`` train the gates.
 
-Modules: ``l0`` (select, then refit), ``exact`` (HiGHS vertex), ``classical`` (linear, raking,
-logit); ``refit`` and ``capped_vertex`` are shared by ``l0`` and ``exact``; ``_newton`` is the
-minimum-distance Newton solver the refit and the classical methods share.
+This file imports nothing, so that a module below the table (the distances, read by the
+options) can be imported without the solvers.
 """
-
-from __future__ import annotations
-
-import functools
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
-
-from ..options import ClassicalOptions, ExactOptions, L0Options
-from ._checks import needs_whole_matrix, no_checks, solves_equations_exactly
-from .classical import solve_classical
-from .exact import solve_exact
-from .l0 import solve_l0
-
-__all__ = ["Method", "METHOD_TABLE", "solve_classical", "solve_exact", "solve_l0"]
-
-
-@dataclass(frozen=True)
-class Method:
-    """One calibration method.
-
-    Attributes
-    ----------
-    name : str
-        The ``method=`` name.
-    options_type : type
-        Its frozen settings type; keyword settings of :func:`calibrate` are its fields.
-    solve : callable
-        ``solve(problem, options) -> CalibrationResult`` (or None on the ranks that do not
-        assemble a sharded result).
-    checks : callable
-        ``checks(name, arguments, sharded)``: raises on a problem argument that does not apply
-        (``arguments`` by name; ``sharded``: the records come as ColumnShards).
-    """
-
-    name: str
-    options_type: type
-    solve: Callable[..., Any]
-    checks: Callable[[str, Mapping[str, Any], bool], None] = no_checks
-
-    def check(self, arguments: Mapping[str, Any], sharded: bool) -> None:
-        """Run this method's checks on the problem arguments."""
-        self.checks(self.name, arguments, sharded)
-
-
-def _classical(name: str) -> Method:
-    return Method(name, ClassicalOptions, functools.partial(solve_classical, method=name),
-                  solves_equations_exactly)
-
-
-METHOD_TABLE: dict[str, Method] = {
-    "l0": Method("l0", L0Options, solve_l0),
-    "exact": Method("exact", ExactOptions, solve_exact, needs_whole_matrix),
-    "linear": _classical("linear"),
-    "raking": _classical("raking"),
-    "logit": _classical("logit"),
-}

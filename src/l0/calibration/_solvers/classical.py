@@ -17,25 +17,13 @@ import time
 import numpy as np
 import scipy.optimize as so
 
-from ..._validation import fail
 from .._problem import CalibrationProblem
 from ..options import ClassicalOptions
 from ..result import CalibrationResult
 from ._newton import solve_distance
+from .distances import DISTANCES
 
 __all__ = ["solve_classical"]
-
-
-def _g_bounds(problem: CalibrationProblem, method: str) -> tuple[float, float]:
-    low, high = problem.bounds
-    if method == "logit":
-        if not (problem.bounds_given and math.isfinite(high) and low < 1.0 < high):
-            raise fail("bounds", "(low, high) with 0 <= low < 1 < high < inf for method='logit'",
-                       problem.bounds if problem.bounds_given else None)
-        return low, high
-    if not problem.bounds_given:
-        return (-math.inf if method == "linear" else 0.0), math.inf
-    return low, high
 
 
 def _feasible(problem: CalibrationProblem, low: float, high: float) -> bool:
@@ -76,7 +64,7 @@ def solve_classical(problem: CalibrationProblem, options: ClassicalOptions,
         ``residual``, ``multipliers`` (one per target, in the totals' units).
     """
     start = time.perf_counter()
-    low, high = _g_bounds(problem, method)
+    low, high = DISTANCES[method].ratio_bounds(problem.bounds, problem.bounds_given)
     A, b = problem.scaled()
     n = problem.n_records
     g, lam, report = solve_distance(A, b, problem.design, np.full(n, low), np.full(n, high),
