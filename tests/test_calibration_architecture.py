@@ -180,3 +180,47 @@ def test_logit_refuses_bounds_that_do_not_enclose_one():
         with pytest.raises(ValueError, match=r"`bounds` must be \(low, high\) with 0 <= low < 1 "
                                              r"< high < inf for method='logit'"):
             DISTANCES["logit"].ratio_bounds(bounds, given)
+
+
+# --------------------------------------------------------------------------- the problem spec
+def test_the_spec_holds_exactly_the_problem_arguments_of_calibrate_and_build_problem():
+    import inspect
+
+    from l0.calibration import build_problem
+    from l0.calibration._spec import PROBLEM_ARGUMENTS, ProblemSpec
+
+    keyword = [name for name, p in inspect.signature(calibrate).parameters.items()
+               if p.kind is p.KEYWORD_ONLY and name not in ("method", "options")]
+    assert sorted(keyword) == sorted(PROBLEM_ARGUMENTS)
+    built = set(inspect.signature(build_problem).parameters) - {"M", "y", "shards"}
+    assert built == set(PROBLEM_ARGUMENTS) | {"normalize_loss"}
+    defaults = {name: inspect.signature(calibrate).parameters[name].default for name in keyword}
+    assert ProblemSpec(Y_SMALL).arguments() == defaults
+
+
+def test_take_removes_the_problem_arguments_and_leaves_the_settings():
+    from l0.calibration._spec import ProblemSpec
+
+    kwargs = {"bounds": (0, 3), "max_records": 2, "tolerance": 0.1, "seed": 1}
+    spec = ProblemSpec.take(Y_SMALL, kwargs)
+    assert kwargs == {"max_records": 2, "seed": 1}
+    assert spec.bounds == (0, 3) and spec.tolerance == 0.1 and spec.loss == "relative"
+
+
+@pytest.mark.parametrize("front", ["calibrate", "frontier", "build_problem", "targets"])
+def test_target_warnings_point_at_the_callers_line(front):
+    from l0.calibration import Targets, build_problem, frontier
+
+    M = sp.csr_array(np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    y = [2.0, 3.0, -1.0]  # two identical rows with different totals; a negative total
+    run = {"calibrate": lambda: calibrate(M, y, method="exact"),
+           "frontier": lambda: frontier(M, y, budgets=[2], progress=False),
+           "build_problem": lambda: build_problem(M, y),
+           "targets": lambda: Targets(M, np.array(y), ["a", "b", "c"], np.array(["g"] * 3),
+                                      None, None).calibrate(method="exact")}[front]
+    with pytest.warns(UserWarning) as record:
+        run()
+    messages = [str(w.message) for w in record]
+    assert any("cannot be reached" in m for m in messages)
+    assert any("conflict" in m for m in messages)
+    assert {w.filename for w in record} == {__file__}

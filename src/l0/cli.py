@@ -70,7 +70,10 @@ def _read_vector(path: str, option: str) -> tuple[Any, list[str] | None]:
     return values.to_numpy(dtype=float), names
 
 
-def _problem(args: argparse.Namespace) -> dict[str, Any]:
+def _problem(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The matrix and the problem spec of the command line's files and options."""
+    from .calibration._spec import ProblemSpec
+
     M = _read_matrix(args.matrix)
     y, names = _read_vector(args.targets, "--targets")
     if names is None and hasattr(M, "index") and not all(isinstance(i, int) for i in M.index):
@@ -80,7 +83,7 @@ def _problem(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["init_weights"] = _read_vector(args.init_weights, "--init-weights")[0]
     if args.bounds:
         kwargs["bounds"] = tuple(args.bounds)
-    return {"M": M, "y": y, **kwargs}
+    return M, ProblemSpec(y, **kwargs)
 
 
 # --------------------------------------------------------------------------- commands
@@ -133,10 +136,10 @@ def demo(records: int = 800, bounds: tuple[float, float] = (0.0, 12.0), seed: in
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from .calibration import calibrate
+    from .calibration._calibrate import calibrate_spec
     from .calibration._solvers.methods import METHOD_TABLE
 
-    problem = _problem(args)
+    M, spec = _problem(args)
     settings: dict[str, Any] = {}
     if args.max_records is not None:
         settings["max_records"] = args.max_records
@@ -144,8 +147,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     settings.update({name: value for name, value in (("seed", args.seed), ("progress", None))
                      if name in has})  # --seed (and the progress display) where they apply
     start = time.perf_counter()
-    result = calibrate(problem.pop("M"), problem.pop("y"), method=args.method, **problem,
-                       **settings)
+    result = calibrate_spec(M, spec, method=args.method, **settings)
     print(result.summary())
     print(f"{time.perf_counter() - start:.2f} s")
     if args.out:
@@ -159,11 +161,10 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _frontier(args: argparse.Namespace) -> int:
-    from .calibration import frontier
+    from .calibration.frontier import frontier_spec
 
-    problem = _problem(args)
-    table = frontier(problem.pop("M"), problem.pop("y"), budgets=args.budgets, seed=args.seed,
-                     progress=None, **problem)
+    M, spec = _problem(args)
+    table = frontier_spec(M, spec, args.budgets, seed=args.seed, progress=None)
     print(table.drop(columns=["selection"]).to_string(index=False, float_format=lambda x:
                                                       f"{x:.4g}"))
     if args.out:

@@ -1,22 +1,19 @@
-"""``calibrate()``: validate the problem once, hand it to the method's solver, return one result."""
+"""``calibrate()``: the problem spec, the method's table entry, the problem built once, its solver."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from .._validation import check_choice
-from ._matrix import as_vector
-from ._problem import build_problem
 from ._solvers.methods import METHOD_TABLE
 from ._solvers.sharded import solve_l0_sharded
+from ._spec import ProblemSpec
 from .options import options_for
 from .result import CalibrationResult
 from .shards import ColumnShards
 
-__all__ = ["calibrate", "METHODS"]
+__all__ = ["calibrate", "calibrate_spec", "METHODS"]
 
 METHODS = tuple(METHOD_TABLE)  # the method names, in the table's order
 
@@ -132,27 +129,22 @@ def calibrate(
     >>> round(float(calibrate(M, [4.0, 10.0], method="raking").weights.sum()), 10)
     4.0
     """
+    spec = ProblemSpec(y, init_weights=init_weights, bounds=bounds, tolerance=tolerance,
+                       loss=loss, target_names=target_names, target_groups=target_groups,
+                       normalize_groups=normalize_groups, group_multipliers=group_multipliers,
+                       target_weights=target_weights, relative_floor=relative_floor, cap=cap)
+    return calibrate_spec(M, spec, method=method, options=options, **settings)
+
+
+def calibrate_spec(M: Any, spec: ProblemSpec, *, method: str = "l0", options: Any = None,
+                   **settings: Any) -> CalibrationResult | None:
+    """:func:`calibrate` of a problem given as a :class:`~._spec.ProblemSpec`: the method's
+    table entry, its options, its checks, the problem built once, its solver."""
     check_choice("method", method, tuple(METHOD_TABLE))
     entry = METHOD_TABLE[method]
     opts = options_for(entry, options, settings)
-    arguments = {"init_weights": init_weights, "bounds": bounds, "tolerance": tolerance,
-                 "loss": loss, "target_names": target_names, "target_groups": target_groups,
-                 "normalize_groups": normalize_groups, "group_multipliers": group_multipliers,
-                 "target_weights": target_weights, "relative_floor": relative_floor, "cap": cap}
-    entry.check(arguments, isinstance(M, ColumnShards))
-    shards = None
-    if isinstance(M, ColumnShards):
-        M, shards = M.load()
-        arguments["init_weights"] = _local_slice(init_weights, shards)
-    problem = build_problem(M, y, **arguments, shards=shards)
-    if shards is not None:
+    entry.check(spec.arguments(), isinstance(M, ColumnShards))
+    problem = spec.build(M)
+    if problem.shards is not None:
         return solve_l0_sharded(problem, opts)
     return entry.solve(problem, opts)
-
-
-def _local_slice(init_weights: Any, shards: Any) -> Any:
-    """This rank's design weights from one value per record of the whole problem."""
-    if init_weights is None or (np.isscalar(init_weights) and not isinstance(init_weights, str)):
-        return init_weights
-    d = as_vector(init_weights, "init_weights", shards.n_total)
-    return d[shards.offset: shards.offset + shards.n_local]

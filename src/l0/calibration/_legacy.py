@@ -25,8 +25,8 @@ from .._validation import check_choice, check_device, check_int, check_real, fai
 from ..gates import HardConcrete
 from ._backends import make_backend
 from ._matrix import as_csr, as_vector
-from ._problem import build_problem
 from ._solvers._engine import EngineSettings, GradientEngine
+from ._spec import build_problem
 
 __all__ = ["SparseCalibrationWeights"]
 

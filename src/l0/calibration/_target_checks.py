@@ -8,6 +8,8 @@ fingerprint key depends on its global index only.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -18,13 +20,25 @@ from ._matrix import row_counts
 
 __all__ = ["warn_about_targets", "column_keys"]
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the l0 package
+
+
+def _user_level() -> int:
+    """The ``stacklevel`` of the first frame outside the package, for a warning issued by the
+    caller of this function (as pandas' ``find_stack_level``)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            _PACKAGE + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
 
 def warn_about_targets(M: sp.csr_array, y: np.ndarray, achievable: np.ndarray, offset: int,
-                       total: Callable[[np.ndarray], np.ndarray], stacklevel: int = 4) -> None:
+                       total: Callable[[np.ndarray], np.ndarray]) -> None:
     """Warn about the targets no non-negative weights reach (``achievable`` false) and about
     two identical rows with different totals. ``M`` holds the records from global index
     ``offset`` on; ``total`` sums a fixed-size vector over the shards (the identity in one
-    process); ``stacklevel`` is that of the caller's caller, the user's frame."""
+    process). The warnings point at the first frame outside the package: the user's call."""
     unreachable = ~achievable
     if unreachable.any():
         rows = np.flatnonzero(unreachable)
@@ -33,9 +47,9 @@ def warn_about_targets(M: sp.csr_array, y: np.ndarray, achievable: np.ndarray, o
             f"entry of the target's sign), e.g. rows {rows[:5].tolist()}; they will keep an error "
             "of 100% or more.",
             UserWarning,
-            stacklevel=stacklevel,
+            stacklevel=_user_level(),
         )
-    _warn_about_conflicts(M, y, offset, total, stacklevel + 1)
+    _warn_about_conflicts(M, y, offset, total)
 
 
 def column_keys(start: int, n: int, stream: int) -> np.ndarray:
@@ -51,7 +65,7 @@ def column_keys(start: int, n: int, stream: int) -> np.ndarray:
 
 
 def _warn_about_conflicts(M: sp.csr_array, y: np.ndarray, offset: int,
-                          total: Callable[[np.ndarray], np.ndarray], stacklevel: int) -> None:
+                          total: Callable[[np.ndarray], np.ndarray]) -> None:
     """Warn about two identical non-empty rows with different totals. Each row's fingerprint is
     two random projections of its entries (keyed by global record index, summed over shards):
     identical rows get identical fingerprints, stored zeros do not count, and O(Q) crosses the
@@ -73,6 +87,6 @@ def _warn_about_conflicts(M: sp.csr_array, y: np.ndarray, offset: int,
                 f"targets {j} and {i} have identical rows of M but different totals "
                 f"({float(y[j])!r} and {float(y[i])!r}): they conflict and cannot both be met.",
                 UserWarning,
-                stacklevel=stacklevel,
+                stacklevel=_user_level(),
             )
             return
