@@ -224,3 +224,147 @@ def test_target_warnings_point_at_the_callers_line(front):
     assert any("cannot be reached" in m for m in messages)
     assert any("conflict" in m for m in messages)
     assert {w.filename for w in record} == {__file__}
+
+
+# --------------------------------------------------------------------------- the shard layout
+def test_a_whole_matrix_is_a_world_of_one_whose_sums_return_their_input():
+    import torch
+
+    from l0.calibration import ColumnShards, build_problem
+    from l0.calibration._comm import ShardLayout
+
+    problem = build_problem(M_SMALL, Y_SMALL)
+    layout = problem.shards
+    assert isinstance(layout, ShardLayout) and not layout.sharded
+    assert (layout.comm.rank, layout.comm.world, layout.offset, layout.n_local,
+            layout.n_total) == (0, 1, 0, 4, 4)
+    assert problem.n_total == problem.n_records == 4
+    values = np.array([1.5, -2.0, 3.25])
+    np.testing.assert_array_equal(problem.total(values), values)
+    tensor = torch.arange(3.0)
+    assert layout.comm.sum_tensor(tensor, 2, 3.5) == (tensor, [2, 3.5])  # the same tensor
+    assert layout.comm.total(7, 2.5) == [7.0, 2.5]
+    np.testing.assert_array_equal(layout.smallest(np.array([0, 2, 3]), np.array([3.0, 1.0, 1.0]),
+                                                  2), [2, 3])  # ties: the lower index
+    assert layout.comm.calls == 0 and layout.comm.floats == 0
+    # records given as shards stay "sharded" in a world of one: the rank-invariant algorithm
+    block, shards = ColumnShards.from_matrix(M_SMALL).load()
+    assert shards.sharded and shards.comm.world == 1 and block.shape == (2, 4)
+    assert build_problem(block, Y_SMALL, shards=shards).shards is shards
+
+
+def test_a_hand_made_problem_gets_the_whole_layout_too():
+    from dataclasses import replace
+
+    from l0.calibration import build_problem
+
+    problem = build_problem(M_SMALL, Y_SMALL)
+    assert replace(problem, shards=None).shards.n_total == 4
+    assert replace(problem, loss="absolute").shards is problem.shards
+
+
+def test_one_process_keeps_the_plain_checkpoint_path_and_shards_name_theirs(tmp_path):
+    from l0.calibration import ColumnShards
+
+    rng = np.random.default_rng(0)
+    M = sp.random_array((5, 60), density=0.5, rng=rng, format="csr")
+    y = M @ rng.uniform(0.5, 2, 60)
+    settings = {"max_records": 20, "selection": "gates", "max_epochs": 20, "progress": False}
+    calibrate(M, y, checkpoint=str(tmp_path / "plain.pt"), **settings)
+    calibrate(ColumnShards.from_matrix(M), y, checkpoint=str(tmp_path / "sharded.pt"),
+              **settings)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.pt", "sharded.pt.rank0-of-1"]
+
+
+# --------------------------------------------------------------------------- the contest
+def _candidate(selection, ratios=(1.0,), *, trained=False, decisive=False):
+    from l0.calibration._solvers.candidates import Candidate
+
+    marker = object() if trained else None
+    return Candidate(np.array(ratios), {"selection": selection}, f"from {selection}",
+                     engine=marker, loop=marker, decisive=decisive)
+
+
+def test_choose_a_decisive_candidate_wins_outright():
+    from l0.calibration._solvers.candidates import choose
+
+    gates = _candidate("gates", trained=True)
+    vertex = _candidate("capped vertex", decisive=True)
+    fallback = _candidate("capped vertex", decisive=True)
+
+    def never(candidate):
+        raise AssertionError("no score is needed")
+
+    assert choose([vertex], never) is vertex
+    assert choose([gates, fallback], never) is fallback
+
+
+def test_choose_the_gates_unless_a_rival_is_strictly_better():
+    from l0.calibration._solvers.candidates import choose
+
+    gates = _candidate("gates", (2.0,), trained=True)
+    pruned = _candidate("pruned vertex", (1.0,))
+    by_ratio = lambda c: (float(c.ratios[0]), 0.0)  # noqa: E731
+    assert choose([gates], by_ratio) is gates  # alone: no score, no losses
+    won = choose([pruned, gates], by_ratio)
+    assert won.info == {"selection": "pruned vertex", "losses": {"gates": 2.0,
+                                                                "pruned vertex": 1.0}}
+    assert won.engine is gates.engine and won.loop is gates.loop  # the training that ran
+    assert won.message == "support from the pruned vertex (loss 1; the gates' support: 2)"
+    tie = choose([_candidate("pruned vertex", (2.0,)), gates], by_ratio)
+    assert tie.info["selection"] == "gates" and tie.message == "from gates"
+    assert list(tie.info["losses"]) == ["gates", "pruned vertex"]
+    # the "max" loss: ties of the largest error go to the smaller relative loss
+    second = lambda c: (1.0, float(c.ratios[0]))  # noqa: E731
+    assert choose([pruned, gates], second).info["selection"] == "pruned vertex"
+
+
+def test_the_strategies_tried_follow_the_selection_setting():
+    from l0.calibration._solvers import candidates as c
+    from l0.calibration.options import L0Options
+
+    assert c.strategies(L0Options(), use_vertex=False) == [c.gates]
+    assert c.strategies(L0Options(), use_vertex=True) == [c.vertex, c.pruned_vertex, c.gates]
+    assert c.strategies(L0Options(selection="gates"), use_vertex=True) == [
+        c.gates, c.gates_then_vertex]
+
+
+def _planted(q=12, n=150, seed=0, density=0.4):
+    rng = np.random.default_rng(seed)
+    M = sp.random_array((q, n), density=density, rng=rng, format="csr")
+    M.data = rng.uniform(1, 20, M.nnz)
+    d = rng.uniform(1, 3, n)
+    return M, M @ (d * rng.uniform(0.5, 2.0, n)), d
+
+
+# what the hand-coded contest before the candidate strategies published on these problems
+CONTEST = [
+    ({"seed": 0}, {"max_records": 40}, "capped vertex", "support from the capped vertex",
+     ["selection", "lp_solves", "lp_seconds", "support_before_refit", "refit", "vertex_cap"]),
+    ({"seed": 0}, {"max_records": 6, "max_epochs": 200}, "pruned vertex",
+     "support from the pruned vertex (loss 0.00874; the gates' support: 0.0365)",
+     ["selection", "vertex_records", "prune_step", "refit", "refit_report", "repair_rounds",
+      "losses"]),
+    ({"seed": 2}, {"max_records": 10, "max_epochs": 300}, "gates", "max_epochs reached",
+     ["selection", "support_before_refit", "training", "refit", "refit_report",
+      "repair_rounds", "losses"]),
+    ({"seed": 1}, {"max_records": 40, "selection": "gates", "refit": False, "max_epochs": 30},
+     "capped vertex", "support from the capped vertex (the gates' support missed 12 targets)",
+     ["selection", "lp_solves", "lp_seconds", "support_before_refit", "refit", "vertex_cap",
+      "gates_missed"]),
+    ({"q": 30, "n": 400, "seed": 2}, {"target_error": 0.05}, "band vertex",
+     "support from the band vertex", ["selection", "lp_seconds", "support_before_refit",
+                                      "refit"]),
+    ({"seed": 3}, {"lambda_l0": 0.05, "max_epochs": 200}, "gates", "max_epochs reached",
+     ["selection", "support_before_refit", "training", "refit"]),
+]
+
+
+@pytest.mark.parametrize("problem, settings, selection, message, keys", CONTEST)
+def test_the_contest_publishes_what_the_hand_coded_one_did(problem, settings, selection,
+                                                           message, keys):
+    M, y, d = _planted(**problem)
+    result = calibrate(M, y, init_weights=d, progress=False, **settings)
+    assert result.info["selection"] == selection
+    assert result.message == message
+    assert list(result.info) == keys

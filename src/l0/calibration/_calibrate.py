@@ -7,7 +7,6 @@ from typing import Any
 
 from .._validation import check_choice
 from ._solvers.methods import METHOD_TABLE
-from ._solvers.sharded import solve_l0_sharded
 from ._spec import ProblemSpec
 from .options import options_for
 from .result import CalibrationResult
@@ -144,7 +143,4 @@ def calibrate_spec(M: Any, spec: ProblemSpec, *, method: str = "l0", options: An
     entry = METHOD_TABLE[method]
     opts = options_for(entry, options, settings)
     entry.check(spec.arguments(), isinstance(M, ColumnShards))
-    problem = spec.build(M)
-    if problem.shards is not None:
-        return solve_l0_sharded(problem, opts)
-    return entry.solve(problem, opts)
+    return entry.solve(spec.build(M), opts)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from .. import diagnostics
+from ._comm import ShardLayout
 from ._matrix import row_counts
 
 __all__ = ["CalibrationProblem", "LOSSES", "EXACT"]
@@ -57,10 +57,12 @@ class CalibrationProblem:
         A label per target.
     groups : ndarray or None
         The group id of each target (``target_groups``).
-    shards : ShardLayout or None
-        For a distributed calibration: ``M`` and ``design`` are this rank's block of records
-        (global indices ``shards.offset`` onwards), and :meth:`total` sums per-target vectors
-        over the ranks. None: one process holds every record.
+    shards : ShardLayout
+        Where the records of ``M`` and ``design`` sit: this rank's block (global indices
+        ``shards.offset`` onwards) of ``shards.n_total`` records, with :meth:`total` summing
+        per-target vectors over the ranks. Always set: a whole matrix in one process is
+        ``ShardLayout.whole(n_records)``, a world of one whose sums return their input (the
+        default when None is given).
     """
 
     M: sp.csr_array
@@ -76,7 +78,11 @@ class CalibrationProblem:
     bounds_given: bool = False
     names: list[str] | None = None
     groups: np.ndarray | None = None
-    shards: Any = None
+    shards: ShardLayout = None  # type: ignore[assignment] - None: the whole matrix here
+
+    def __post_init__(self) -> None:
+        if self.shards is None:
+            object.__setattr__(self, "shards", ShardLayout.whole(self.M.shape[1]))
 
     @property
     def n_targets(self) -> int:
@@ -90,11 +96,12 @@ class CalibrationProblem:
     @property
     def n_total(self) -> int:
         """The records of the whole problem, over every shard."""
-        return self.n_records if self.shards is None else self.shards.n_total
+        return self.shards.n_total
 
     def total(self, values: np.ndarray) -> np.ndarray:
-        """A per-target (or any fixed-size) vector summed over the record shards."""
-        return values if self.shards is None else self.shards.comm.sum(values)
+        """A per-target (or any fixed-size) vector summed over the record shards (a float64
+        copy of it in a world of one)."""
+        return self.shards.comm.sum(values)
 
     def estimate(self, weights: np.ndarray) -> np.ndarray:
         """``M @ w`` over every record (this rank's ``weights`` when sharded)."""

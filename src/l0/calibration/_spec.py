@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_choice, check_real, fail
+from ._comm import Communicator, ShardLayout
 from ._matrix import as_csr, as_vector
 from ._problem import LOSSES, CalibrationProblem
 from ._target_checks import warn_about_targets
@@ -66,21 +67,22 @@ class ProblemSpec:
         if isinstance(M, ColumnShards):
             M, shards = M.load()
             spec = _replace(self, init_weights=_local_slice(self.init_weights, shards))
-        if shards is None:
+        comm = shards.comm if shards is not None else Communicator(False)
+        problem, error = None, None
+        try:  # a rank's local check fails: every rank must raise, none may wait in a collective
             problem = spec._validated(M, shards)
-        else:  # a rank's local check fails: every rank must raise, none may wait in a collective
-            problem, error = None, None
-            try:
-                problem = spec._validated(M, shards)
-            except Exception as exc:
-                error = exc
-            shards.comm.agree(error)
-        warn_about_targets(problem.M, problem.y, problem.achievable(),
-                           0 if shards is None else shards.offset, problem.total)
+        except Exception as exc:
+            error = exc
+        comm.agree(error)  # one process: raises its own error
+        warn_about_targets(problem.M, problem.y, problem.achievable(), problem.shards.offset,
+                           problem.total)
         return problem
 
-    def _validated(self, M: Any, shards: Any) -> CalibrationProblem:
+    def _validated(self, M: Any, shards: ShardLayout | None) -> CalibrationProblem:
+        """The problem of ``M`` (a whole matrix when ``shards`` is None, else a rank's block of
+        records, which may be empty)."""
         M = as_csr(M, "M", allow_no_columns=shards is not None)
+        layout = shards if shards is not None else ShardLayout.whole(M.shape[1])
         n_targets, n_records = M.shape
         y = as_vector(self.y, "y").copy()
         if y.shape[0] != n_targets:
@@ -103,7 +105,7 @@ class ProblemSpec:
             array.setflags(write=False)
         return CalibrationProblem(M, y, design, scale, coef, tol, bounds, loss, cap, floor,
                                   bounds_given=self.bounds is not None, names=names,
-                                  groups=groups, shards=shards)
+                                  groups=groups, shards=layout)
 
 
 PROBLEM_ARGUMENTS = tuple(f.name for f in fields(ProblemSpec) if f.name not in ("y",

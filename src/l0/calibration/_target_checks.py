@@ -8,30 +8,15 @@ fingerprint key depends on its global index only.
 
 from __future__ import annotations
 
-import os
-import sys
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._matrix import row_counts
+from ._warn import warn_user
 
 __all__ = ["warn_about_targets", "column_keys"]
-
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the l0 package
-
-
-def _user_level() -> int:
-    """The ``stacklevel`` of the first frame outside the package, for a warning issued by the
-    caller of this function (as pandas' ``find_stack_level``)."""
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
-            _PACKAGE + os.sep):
-        frame, level = frame.f_back, level + 1
-    return level
-
 
 def warn_about_targets(M: sp.csr_array, y: np.ndarray, achievable: np.ndarray, offset: int,
                        total: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -42,13 +27,10 @@ def warn_about_targets(M: sp.csr_array, y: np.ndarray, achievable: np.ndarray, o
     unreachable = ~achievable
     if unreachable.any():
         rows = np.flatnonzero(unreachable)
-        warnings.warn(
+        warn_user(
             f"{len(rows)} target(s) cannot be reached with non-negative weights (a row with no "
             f"entry of the target's sign), e.g. rows {rows[:5].tolist()}; they will keep an error "
-            "of 100% or more.",
-            UserWarning,
-            stacklevel=_user_level(),
-        )
+            "of 100% or more.")
     _warn_about_conflicts(M, y, offset, total)
 
 
@@ -83,10 +65,7 @@ def _warn_about_conflicts(M: sp.csr_array, y: np.ndarray, offset: int,
     for at in np.flatnonzero(same):
         j, i = rows[order[at]], rows[order[at + 1]]
         if y[j] != y[i]:
-            warnings.warn(
+            warn_user(
                 f"targets {j} and {i} have identical rows of M but different totals "
-                f"({float(y[j])!r} and {float(y[i])!r}): they conflict and cannot both be met.",
-                UserWarning,
-                stacklevel=_user_level(),
-            )
+                f"({float(y[j])!r} and {float(y[i])!r}): they conflict and cannot both be met.")
             return

@@ -98,6 +98,11 @@ def _cg_step(A: sp.csr_array, At: sp.csr_array, v: np.ndarray, r: np.ndarray,
     return best
 
 
+def _same(values: np.ndarray) -> np.ndarray:
+    """The sum over one process: the values themselves."""
+    return values
+
+
 def _smaller(A: sp.csr_array, b: np.ndarray, w: np.ndarray, residual: float,
              total: Callable[[np.ndarray], np.ndarray]) -> bool:
     trial = np.abs(b - total(A @ w)).max()
@@ -114,7 +119,8 @@ def solve_distance(
     *,
     max_iter: int = 100,
     tol: float = 1e-12,
-    reduce: Callable[[np.ndarray], np.ndarray] | None = None,
+    reduce: Callable[[np.ndarray], np.ndarray] = _same,
+    matrix_free: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, NewtonReport]:
     """The calibrated ``g`` (``w = anchor * g``), the multipliers and a report.
 
@@ -123,15 +129,17 @@ def solve_distance(
     (:data:`.distances.DISTANCES`). Stops when ``max |A w - b| <= tol``, when the line search
     cannot raise the dual any more, or after ``max_iter`` steps.
 
-    ``reduce``: when the records are sharded over processes, the sum over the ranks of a
-    target-length vector; ``A`` and ``anchor`` are then this rank's columns, and the Newton
-    systems are solved matrix-free by conjugate gradients (every rank takes the same steps).
+    ``reduce``: the sum over the ranks of a target-length vector when the records are sharded
+    over processes (``A`` and ``anchor`` are then this rank's columns); the identity in one
+    process. ``matrix_free``: solve the Newton systems by conjugate gradients, one reduction per
+    iteration, instead of forming them (how sharded records are refit: every rank takes the same
+    steps, however the records are split).
     """
     distance = DISTANCES[kind](low, high)
     At = sp.csr_array(A.T)
     lam = np.zeros(A.shape[0])
     u = np.zeros(A.shape[1])
-    total = reduce if reduce is not None else (lambda values: values)
+    total = reduce
 
     def dual(lam: np.ndarray, u: np.ndarray) -> float:
         return float(b @ lam - total(np.array([anchor @ distance.phi(u)]))[0])
@@ -150,8 +158,7 @@ def solve_distance(
             if iteration == max_iter:
                 break
             slope = anchor * distance.slope(u)
-            step = _newton_step(A, slope, r) if reduce is None else _cg_step(A, At, slope, r,
-                                                                             reduce)
+            step = _cg_step(A, At, slope, r, total) if matrix_free else _newton_step(A, slope, r)
             ascent = float(r @ step)
             if not (np.isfinite(ascent) and ascent > 0):
                 message = "no ascent direction: the equations have no solution within the bounds"

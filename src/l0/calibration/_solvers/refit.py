@@ -36,7 +36,7 @@ import torch
 from .._objective import Objective
 from .._problem import CalibrationProblem
 from ._newton import solve_distance
-from ._support import support_view
+from ._support import SupportView
 
 __all__ = ["PolishReport", "polish", "minimax_on_support", "refit_on_support",
            "refit_with_repair"]
@@ -65,7 +65,7 @@ def polish(
     Returns the ratios of all records (zero off the support) and a report. Stops early once every
     scaled residual is within its tolerance band plus ``stop_error``.
     """
-    view = support_view(problem, backend, support)  # sharded: the whole support's vector
+    view = SupportView(problem, backend, support)  # every rank: the whole support vector
     if view.size == 0:
         return np.zeros(problem.n_records), PolishReport(0, np.nan, np.nan, "empty support")
     low, high = problem.bounds
@@ -201,7 +201,7 @@ def refit_with_repair(
     done = 0
     for done in range(rounds):  # noqa: B007 - the count is reported
         weights = torch.as_tensor(ratios * problem.design, dtype=torch.float64, device=device)
-        estimates = _summed(problem, backend.matvec(weights).cpu())
+        estimates = problem.shards.comm.sum_tensor(backend.matvec(weights).cpu())[0]
         kept = np.flatnonzero(ratios)
         free = budget - int(problem.total(np.array([float(len(kept))]))[0])
         if float(objective.band(estimates).abs().max()) <= stop_error or free <= 0:
@@ -218,18 +218,11 @@ def refit_with_repair(
     return ratios, report, done + 1
 
 
-def _summed(problem: CalibrationProblem, estimates: torch.Tensor) -> torch.Tensor:
-    return estimates if problem.shards is None else torch.from_numpy(
-        problem.total(estimates.numpy()))
-
-
 def _cheapest(problem: CalibrationProblem, price: np.ndarray, count: int) -> np.ndarray:
-    """The (at most) ``count`` records of most negative price, ties to the lower index (over
-    every rank when sharded: this rank's among them)."""
+    """The (at most) ``count`` records of most negative price over every rank, ties to the
+    lower global index: this rank's among them, sorted."""
     candidates = np.flatnonzero(price < 0)
-    if problem.shards is not None:
-        return problem.shards.smallest(candidates, price[candidates], count)
-    return candidates[np.argsort(price[candidates], kind="stable")[:count]]
+    return problem.shards.smallest(candidates, price[candidates], count)
 
 
 def refit_on_support(
@@ -259,7 +252,7 @@ def refit_on_support(
     g_low = np.full(len(support), low / scale)
     g_high = np.full(len(support), high / scale)
     g, lam, report = solve_distance(sub, b, anchor, g_low, g_high, distance,
-                                    reduce=None if problem.shards is None else problem.total)
+                                    reduce=problem.total, matrix_free=problem.shards.sharded)
     if not report.converged:
         return None, None
     ratios = np.zeros(problem.n_records)
