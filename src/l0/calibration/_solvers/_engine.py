@@ -164,7 +164,7 @@ class GradientEngine:
         log_alpha = self._log_alpha
         base = self.open_weights()
         if s.use_gates:
-            # float32 noise: 2^-24 resolution is plenty for a gate and it is drawn 1.5x faster
+            # float32 noise: 2^-24 resolution is plenty for a gate, and it is drawn faster
             noise = self.noise(self.epoch) if self.noise is not None else torch.rand(
                 base.shape, generator=self.generator, dtype=torch.float32, device=base.device)
             # the logits stay within the bound (projected after every step): no clamp needed

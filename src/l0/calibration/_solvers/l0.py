@@ -83,7 +83,7 @@ def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
         How the selected support's weights are published (:mod:`.refit`).
     lr, max_epochs, eval_every, rtol, patience, temperature, init_keep_prob, closeness, seed,
     device, backend, progress, checkpoint, checkpoint_every, resume
-        The gate training (:func:`train_gates`).
+        The gate training (:func:`.gate_selection.train_gates`).
 
     Returns
     -------

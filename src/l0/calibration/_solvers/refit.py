@@ -15,12 +15,11 @@ In the least-loss refit the two products are restricted to the support. With the
 default (quadratic) losses the problem is convex in :math:`x`, so this reaches the best fit the
 support allows; a ratio may reach 0, which drops that record too.
 
-Nested and overlapping targets make the loss badly conditioned (the schools example: condition
-number about 2,500). A first pass therefore weights each target by the inverse squared norm of
-its scaled row (the Jacobi preconditioner of the target-space Gram matrix, condition number
-about 100 there): it reaches the targets that can be met an order of magnitude faster, and on a
-feasible support its solution is also optimal for the true weights. A second pass on the true
-loss finishes what the first could not meet.
+Nested and overlapping targets make the loss badly conditioned. A first pass therefore weights
+each target by the inverse squared norm of its scaled row (the Jacobi preconditioner of the
+target-space Gram matrix): it reaches the targets that can be met much faster (figures in
+``docs/benchmarks.md``), and on a feasible support its solution is also optimal for the true
+weights. A second pass on the true loss finishes what the first could not meet.
 """
 
 from __future__ import annotations
@@ -69,37 +68,62 @@ def polish(
     if view.size == 0:
         return np.zeros(problem.n_records), PolishReport(0, np.nan, np.nan, "empty support")
     low, high = problem.bounds
-    objective = Objective(problem, "cpu")
-    design = view.design
-    share = design / view.total_design
-
-    def estimates(x: np.ndarray) -> torch.Tensor:
-        return view.estimates(design * x)
-
-    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, grad_est = objective(estimates(x))
-        grad = design * view.pull(grad_est)
-        if closeness:
-            loss += closeness * float(share @ (x - 1.0) ** 2)
-            grad += 2.0 * closeness * share * (x - 1.0)
-        return loss, grad
-
+    fit = _LeastLoss(view, Objective(problem, "cpu"), closeness)
     x0 = np.clip(view.whole(start), low, high)
-    before = value_and_grad(x0)[0]
+    before = fit.value_and_grad(x0)[0]
     # L-BFGS-B starts from an identity Hessian and its tolerances are absolute below f = 1, so
     # both the variables (u = x / x0, all of order 1) and the loss (f / f0) are rescaled.
     unit_x = np.where(x0 > 0, x0, max(float(x0.max()), 1.0))
+    bounds = (low / unit_x, high / unit_x)
+    norms = view.squared_row_norms(problem.scale, view.design * unit_x)
+    coef = np.where(norms > 0, problem.coef / np.where(norms > 0, norms, 1.0), 0.0)
+    u = np.ones(len(x0)) if (x0 > 0).all() else x0 / unit_x
     iterations = 0
+    if coef.sum() > 0:  # the first pass, on the Jacobi-preconditioned targets
+        first = _LeastLoss(view, Objective(replace(problem, coef=coef / coef.sum()), "cpu"),
+                           closeness)
+        result = first.minimize(u, unit_x, bounds, max_iter, stop_error)
+        iterations += int(result.nit)
+        u = result.x
+    result = fit.minimize(u, unit_x, bounds, max_iter, stop_error)
+    iterations += int(result.nit)
+    x = np.clip(result.x * unit_x, low, high)
+    after = fit.value_and_grad(x)[0]
+    return view.ratios(x), PolishReport(iterations, before, after, str(result.message))
 
-    def run(u: np.ndarray) -> so.OptimizeResult:
-        unit_f = value_and_grad(u * unit_x)[0] or 1.0
+
+class _LeastLoss:
+    """The loss (plus the closeness term) of the support vector's ratios and its gradient, and
+    its minimisation by L-BFGS-B in rescaled variables."""
+
+    def __init__(self, view: SupportView, objective: Objective, closeness: float) -> None:
+        self.view, self.objective, self.closeness = view, objective, closeness
+        self.design = view.design
+        self.share = self.design / view.total_design
+
+    def estimates(self, x: np.ndarray) -> torch.Tensor:
+        return self.view.estimates(self.design * x)
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, grad_est = self.objective(self.estimates(x))
+        grad = self.design * self.view.pull(grad_est)
+        if self.closeness:
+            loss += self.closeness * float(self.share @ (x - 1.0) ** 2)
+            grad += 2.0 * self.closeness * self.share * (x - 1.0)
+        return loss, grad
+
+    def minimize(self, u: np.ndarray, unit_x: np.ndarray, bounds: tuple[np.ndarray, np.ndarray],
+                 max_iter: int, stop_error: float) -> so.OptimizeResult:
+        """L-BFGS-B from ``u`` in the variables ``x / unit_x`` and the loss over its value at
+        ``u``; stops once every target is within its band plus ``stop_error``."""
+        unit_f = self.value_and_grad(u * unit_x)[0] or 1.0
 
         def scaled(u: np.ndarray) -> tuple[float, np.ndarray]:
-            value, grad = value_and_grad(u * unit_x)
+            value, grad = self.value_and_grad(u * unit_x)
             return value / unit_f, grad * unit_x / unit_f
 
         def done(intermediate_result: so.OptimizeResult) -> None:
-            b = objective.band(estimates(intermediate_result.x * unit_x)).abs().max()
+            b = self.objective.band(self.estimates(intermediate_result.x * unit_x)).abs().max()
             if float(b) <= stop_error:
                 raise StopIteration
 
@@ -108,26 +132,10 @@ def polish(
             u,
             jac=True,
             method="L-BFGS-B",
-            bounds=so.Bounds(low / unit_x, high / unit_x),
+            bounds=so.Bounds(*bounds),
             callback=done,
             options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 0.0, "maxcor": 20},
         )
-
-    true_objective = objective
-    norms = view.squared_row_norms(problem.scale, design * unit_x)
-    coef = np.where(norms > 0, problem.coef / np.where(norms > 0, norms, 1.0), 0.0)
-    u = np.ones(len(x0)) if (x0 > 0).all() else x0 / unit_x
-    if coef.sum() > 0:
-        objective = Objective(replace(problem, coef=coef / coef.sum()), "cpu")
-        result = run(u)
-        iterations += int(result.nit)
-        u = result.x
-        objective = true_objective
-    result = run(u)
-    iterations += int(result.nit)
-    x = np.clip(result.x * unit_x, low, high)
-    after = value_and_grad(x)[0]
-    return view.ratios(x), PolishReport(iterations, before, after, str(result.message))
 
 
 def minimax_on_support(problem: CalibrationProblem, support: np.ndarray) -> np.ndarray:
