@@ -368,3 +368,42 @@ def test_the_contest_publishes_what_the_hand_coded_one_did(problem, settings, se
     assert result.info["selection"] == selection
     assert result.message == message
     assert list(result.info) == keys
+
+
+def test_calibration_modules_import_no_circle():
+    """No module of l0.calibration imports, directly or through others, one that imports it
+    back (TYPE_CHECKING imports included)."""
+    import ast
+    from pathlib import Path
+
+    import l0.calibration
+
+    root = Path(l0.calibration.__file__).parent
+    modules = {".".join(p.relative_to(root).with_suffix("").parts): p for p in root.rglob("*.py")}
+    modules = {name.removesuffix(".__init__").removesuffix("__init__"): p
+               for name, p in modules.items()}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                parts = package.split(".") if package else []
+                if node.level - 1 > len(parts):
+                    continue  # above l0.calibration
+                base = parts[: len(parts) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+                for alias in node.names:
+                    full = f"{target}.{alias.name}".strip(".")
+                    deps.add(full if full in modules else target)
+        graph[name] = {d for d in deps if d in modules and d != name}
+
+    def reaches(start, goal, seen):
+        for nxt in graph[start]:
+            if nxt == goal or (nxt not in seen and not seen.add(nxt) and reaches(nxt, goal, seen)):
+                return True
+        return False
+
+    circles = sorted(name for name in graph if name and reaches(name, name, set()))
+    assert circles == []
+    assert "_problem" not in graph["_target_checks"] and "_target_checks" in graph["_spec"]
