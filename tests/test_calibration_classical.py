@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from l0.calibration import calibrate
-from l0.calibration._solvers._newton import Distance
+from l0.calibration._solvers.distances import DISTANCES
 from l0.datasets import load_api
 
 
@@ -93,7 +93,7 @@ def test_a_sparse_matrix_with_many_records_calibrates():
                                              ("raking", 0.0, np.inf)])
 def test_distance_phi_is_the_integral_of_g_and_g_is_clipped(kind, low, high):
     u = np.linspace(-3, 3, 2001)
-    dist = Distance(kind, np.full_like(u, low), np.full_like(u, high))
+    dist = DISTANCES[kind](np.full_like(u, low), np.full_like(u, high))
     g = dist.g(u)
     assert g.min() >= low and g.max() <= high
     # trapezoid integral of g from 0 equals phi

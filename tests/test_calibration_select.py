@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from l0.calibration import L0Options, build_problem, calibrate, frontier
-from l0.calibration._solvers.l0 import starting_log_ratios
+from l0.calibration._solvers.gate_selection import starting_log_ratios
 from l0.datasets import load_api_targets
 from l0.diagnostics import effective_sample_size
 

@@ -304,6 +304,6 @@ def test_the_matrix_free_newton_steps_reach_the_direct_solution(bounds):
     b = A @ rng.uniform(0.6, 1.5, 600)
     args = (A, b, np.ones(600), np.full(600, bounds[0]), np.full(600, bounds[1]))
     g_direct, _, direct = solve_distance(*args)
-    g_cg, _, cg = solve_distance(*args, reduce=lambda v: v)
+    g_cg, _, cg = solve_distance(*args, reduce=lambda v: v, matrix_free=True)
     assert direct.converged and cg.converged
     np.testing.assert_allclose(g_cg, g_direct, rtol=1e-9, atol=1e-12)

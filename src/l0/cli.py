@@ -7,6 +7,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -69,7 +70,10 @@ def _read_vector(path: str, option: str) -> tuple[Any, list[str] | None]:
     return values.to_numpy(dtype=float), names
 
 
-def _problem(args: argparse.Namespace) -> dict[str, Any]:
+def _problem(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The matrix and the problem spec of the command line's files and options."""
+    from .calibration._spec import ProblemSpec
+
     M = _read_matrix(args.matrix)
     y, names = _read_vector(args.targets, "--targets")
     if names is None and hasattr(M, "index") and not all(isinstance(i, int) for i in M.index):
@@ -79,7 +83,7 @@ def _problem(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["init_weights"] = _read_vector(args.init_weights, "--init-weights")[0]
     if args.bounds:
         kwargs["bounds"] = tuple(args.bounds)
-    return {"M": M, "y": y, **kwargs}
+    return M, ProblemSpec(y, **kwargs)
 
 
 # --------------------------------------------------------------------------- commands
@@ -132,17 +136,18 @@ def demo(records: int = 800, bounds: tuple[float, float] = (0.0, 12.0), seed: in
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from .calibration import calibrate
+    from .calibration._calibrate import calibrate_spec
+    from .calibration._solvers.methods import METHOD_TABLE
 
-    problem = _problem(args)
+    M, spec = _problem(args)
     settings: dict[str, Any] = {}
     if args.max_records is not None:
         settings["max_records"] = args.max_records
-    if args.method == "l0":
-        settings.update(seed=args.seed, progress=None)
+    has = {f.name for f in dataclasses.fields(METHOD_TABLE[args.method].options_type)}
+    settings.update({name: value for name, value in (("seed", args.seed), ("progress", None))
+                     if name in has})  # --seed (and the progress display) where they apply
     start = time.perf_counter()
-    result = calibrate(problem.pop("M"), problem.pop("y"), method=args.method, **problem,
-                       **settings)
+    result = calibrate_spec(M, spec, method=args.method, **settings)
     print(result.summary())
     print(f"{time.perf_counter() - start:.2f} s")
     if args.out:
@@ -156,11 +161,10 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _frontier(args: argparse.Namespace) -> int:
-    from .calibration import frontier
+    from .calibration.frontier import frontier_spec
 
-    problem = _problem(args)
-    table = frontier(problem.pop("M"), problem.pop("y"), budgets=args.budgets, seed=args.seed,
-                     progress=None, **problem)
+    M, spec = _problem(args)
+    table = frontier_spec(M, spec, args.budgets, seed=args.seed, progress=None)
     print(table.drop(columns=["selection"]).to_string(index=False, float_format=lambda x:
                                                       f"{x:.4g}"))
     if args.out:
@@ -187,6 +191,8 @@ def _budgets(text: str) -> list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .calibration._solvers.methods import METHOD_TABLE
+
     parser = _Parser(prog="l0", description="L0 regularization tools: sparse survey calibration")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("demo", help="calibrate the bundled California schools data")
@@ -206,8 +212,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--seed", type=int, default=0)
         cmd.add_argument("--out", help="CSV to write (weights, or the frontier table)")
         if name == "calibrate":
-            cmd.add_argument("--method", default="l0",
-                             choices=("l0", "exact", "linear", "raking", "logit"))
+            cmd.add_argument("--method", default="l0", choices=tuple(METHOD_TABLE))
             cmd.add_argument("--max-records", type=int, help="record budget (method l0)")
             cmd.add_argument("--report", help="HTML report path")
         else:

@@ -17,8 +17,9 @@
 
 from ._calibrate import METHODS, calibrate
 from ._legacy import SparseCalibrationWeights
-from ._problem import LOSSES, CalibrationProblem, build_problem
+from ._problem import LOSSES, CalibrationProblem
 from ._solvers._engine import DivergenceError
+from ._spec import build_problem
 from .frontier import frontier
 from .geography import ClonedTargets, clone_into_areas
 from .margins import Count, Total, build_targets

@@ -5,9 +5,9 @@ them are written once.
 
 * :class:`ScipyBackend` (CPU): one copy of the matrix in scipy. When there are many more records
   than targets, compressed *columns* make both products stream the matrix once while gathering
-  from or scattering into the short target vector that stays in cache: about twice as fast as
-  compressed rows at a million records, for the same bytes. Tensors cross with zero-copy
-  ``torch.from_numpy``.
+  from or scattering into the short target vector that stays in cache: faster than compressed
+  rows at a million records, for the same bytes (figures in ``docs/benchmarks.md``). Tensors
+  cross with zero-copy ``torch.from_numpy``.
 * :class:`TorchBackend` (any torch device, e.g. CUDA): torch CSR tensors of ``M`` and ``M.T``.
 
 Both satisfy :class:`Backend`, the protocol the gate engine and the least-loss refit are written

@@ -1,25 +1,20 @@
-"""``calibrate()``: validate the problem once, hand it to the method's solver, return one result."""
+"""``calibrate()``: the problem spec, the method's table entry, the problem built once, its solver."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from .._validation import check_choice
-from ._matrix import as_vector
-from ._problem import build_problem
-from ._solvers import solve_classical, solve_exact, solve_l0
-from ._solvers.sharded import solve_l0_sharded
+from ._solvers.methods import METHOD_TABLE
+from ._spec import ProblemSpec
 from .options import options_for
 from .result import CalibrationResult
 from .shards import ColumnShards
 
-__all__ = ["calibrate", "METHODS"]
+__all__ = ["calibrate", "calibrate_spec", "METHODS"]
 
-METHODS = ("l0", "exact", "linear", "raking", "logit")
-_CLASSICAL = ("linear", "raking", "logit")
+METHODS = tuple(METHOD_TABLE)  # the method names, in the table's order
 
 
 def calibrate(
@@ -133,54 +128,19 @@ def calibrate(
     >>> round(float(calibrate(M, [4.0, 10.0], method="raking").weights.sum()), 10)
     4.0
     """
-    check_choice("method", method, METHODS)
-    opts = options_for(method, options, settings)
-    if method in _CLASSICAL:
-        given = {"tolerance": not _zero(tolerance), "loss": loss != "relative",
-                 "target_weights": target_weights is not None,
-                 "group_multipliers": group_multipliers is not None}
-        for name, set_ in given.items():
-            if set_:
-                raise ValueError(
-                    f"`{name}` does not apply to method={method!r}: it solves the calibration "
-                    "equations exactly (use method='l0' or 'exact' for bands and loss weights)."
-                )
-    shards = None
-    if isinstance(M, ColumnShards):
-        if method != "l0":
-            raise ValueError(
-                f"`method` must be 'l0' for a matrix in ColumnShards; got {method!r}, which needs "
-                "the whole matrix in one process (pass the matrix itself, e.g. "
-                "scipy.sparse.hstack of the blocks).")
-        M, shards = M.load()
-        init_weights = _local_slice(init_weights, shards)
-    problem = build_problem(
-        M, y, init_weights=init_weights, loss=loss, target_groups=target_groups,
-        normalize_groups=normalize_groups, group_multipliers=group_multipliers,
-        target_weights=target_weights, tolerance=tolerance, bounds=bounds, cap=cap,
-        relative_floor=relative_floor, target_names=target_names, shards=shards,
-    )
-    if shards is not None:
-        return solve_l0_sharded(problem, opts)
-    if method == "l0":
-        return solve_l0(problem, opts)
-    if method == "exact":
-        return solve_exact(problem, opts)
-    return solve_classical(problem, opts, method)
+    spec = ProblemSpec(y, init_weights=init_weights, bounds=bounds, tolerance=tolerance,
+                       loss=loss, target_names=target_names, target_groups=target_groups,
+                       normalize_groups=normalize_groups, group_multipliers=group_multipliers,
+                       target_weights=target_weights, relative_floor=relative_floor, cap=cap)
+    return calibrate_spec(M, spec, method=method, options=options, **settings)
 
 
-def _local_slice(init_weights: Any, shards: Any) -> Any:
-    """This rank's design weights from one value per record of the whole problem."""
-    if init_weights is None or (np.isscalar(init_weights) and not isinstance(init_weights, str)):
-        return init_weights
-    d = as_vector(init_weights, "init_weights", shards.n_total)
-    return d[shards.offset: shards.offset + shards.n_local]
-
-
-def _zero(tolerance: Any) -> bool:
-    try:
-        import numpy as np
-
-        return bool(np.all(np.asarray(tolerance, dtype=float) == 0))
-    except (TypeError, ValueError):
-        return False
+def calibrate_spec(M: Any, spec: ProblemSpec, *, method: str = "l0", options: Any = None,
+                   **settings: Any) -> CalibrationResult | None:
+    """:func:`calibrate` of a problem given as a :class:`~._spec.ProblemSpec`: the method's
+    table entry, its options, its checks, the problem built once, its solver."""
+    check_choice("method", method, tuple(METHOD_TABLE))
+    entry = METHOD_TABLE[method]
+    opts = options_for(entry, options, settings)
+    entry.check(spec.arguments(), isinstance(M, ColumnShards))
+    return entry.solve(spec.build(M), opts)

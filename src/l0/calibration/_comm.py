@@ -47,8 +47,18 @@ class Communicator:
         n = packed.size - len(scalars)
         return packed[:n], [float(s) for s in packed[n:]]
 
+    def sum_tensor(self, values: torch.Tensor, *scalars: float) -> tuple[torch.Tensor, list[float]]:
+        """A tensor (on any device) and a few scalars summed over the ranks in one reduction;
+        with one process the tensor itself, with no copy and no trip to the CPU."""
+        if self.world == 1:
+            return values, list(scalars)
+        summed, totals = self.sum_with(values.cpu().numpy(), *scalars)
+        return torch.from_numpy(summed).to(values.device), totals
+
     def total(self, *scalars: float) -> list[float]:
         """Sums of scalars over the ranks, in one reduction."""
+        if self.world == 1:
+            return [float(s) for s in scalars]
         return [float(s) for s in self.sum(np.asarray(scalars, dtype=np.float64))]
 
     def gather(self, values: np.ndarray, *, root_only: bool = False) -> np.ndarray | None:
@@ -115,10 +125,25 @@ def communicator() -> Communicator:
 
 
 class ShardLayout:
-    """Where a rank's records sit: global index ``offset`` onwards, ``n_total`` records overall."""
+    """Where a rank's records sit: global index ``offset`` onwards, ``n_total`` records overall.
 
-    def __init__(self, comm: Communicator, offset: int, n_local: int, n_total: int) -> None:
+    Every problem has one. A whole matrix in one process is :meth:`whole` (a world of one, the
+    identity :class:`Communicator`). ``sharded`` says the records came as
+    :class:`~l0.calibration.shards.ColumnShards`: then the answer must not depend on how they
+    are split — the gates draw their noise by global record index, the minimum-distance refit
+    never forms its Newton systems, nothing needs the whole matrix, checkpoints are one file per
+    rank — and that holds in a world of one too (the same answer as on any number of ranks).
+    """
+
+    def __init__(self, comm: Communicator, offset: int, n_local: int, n_total: int, *,
+                 sharded: bool = True) -> None:
         self.comm, self.offset, self.n_local, self.n_total = comm, offset, n_local, n_total
+        self.sharded = sharded
+
+    @classmethod
+    def whole(cls, n_records: int) -> ShardLayout:
+        """Every record in this process, on a world of one (whatever process group exists)."""
+        return cls(Communicator(False), 0, n_records, n_records, sharded=False)
 
     def smallest(self, index: np.ndarray, score: np.ndarray, count: int) -> np.ndarray:
         """Of every rank's candidates (sorted local ``index``, ``score[i]`` that of
@@ -134,4 +159,5 @@ class ShardLayout:
 
     def __repr__(self) -> str:
         return (f"ShardLayout(rank={self.comm.rank}, world={self.comm.world}, "
-                f"offset={self.offset}, n_local={self.n_local}, n_total={self.n_total})")
+                f"offset={self.offset}, n_local={self.n_local}, n_total={self.n_total}, "
+                f"sharded={self.sharded})")

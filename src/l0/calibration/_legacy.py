@@ -18,15 +18,14 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
-from .. import functional as F
 from .._random import generator_or_global
 from .._state_keys import LegacyGateNames, keep_log_alpha_key
 from .._validation import check_choice, check_device, check_int, check_real, fail
 from ..nn.gates import HardConcrete
 from ._backends import make_backend
 from ._matrix import as_csr, as_vector
-from ._problem import build_problem
 from ._solvers._engine import EngineSettings, GradientEngine
+from ._spec import build_problem
 
 __all__ = ["SparseCalibrationWeights"]
 
@@ -153,12 +152,12 @@ class SparseCalibrationWeights(LegacyGateNames, nn.Module):
 
     def get_deterministic_gates(self) -> Tensor:
         """Test-time gates (the median of each gate, in ``[0, 1]``)."""
-        return F.deterministic_gate(self.log_alpha, self.beta, self.gamma, self.zeta)
+        return self.gates.deterministic()
 
     def _sample_gates(self) -> Tensor:
         noise = torch.rand(self.n_features, generator=self._generator, dtype=torch.float32,
                            device=self.device)  # the same draws as an epoch of fit
-        return F.sample_hard_concrete(self.log_alpha, noise, self.beta, self.gamma, self.zeta)
+        return self.gates.sample_from(noise)
 
     def get_weights(self, deterministic: bool = False) -> Tensor:
         """Weights ``exp(log_weight) * z`` with sampled (or test-time) gates; differentiable."""
@@ -191,7 +190,7 @@ class SparseCalibrationWeights(LegacyGateNames, nn.Module):
 
     def get_l0_penalty(self) -> Tensor:
         """Expected number of open gates, :math:`\\sum_j P(z_j \\ne 0)`."""
-        return F.prob_nonzero(self.log_alpha, self.beta, self.gamma, self.zeta).sum()
+        return self.gates.get_active_prob().sum()
 
     def get_l2_penalty(self) -> Tensor:
         """:math:`\\sum_j \\exp(\\text{log\\_weight}_j)^2` (the legacy absolute L2)."""

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from .._validation import fail
 
-__all__ = ["as_csr", "as_vector"]
+__all__ = ["as_csr", "as_vector", "row_counts"]
 
 _MATRIX_TYPES = ("a 2-D scipy sparse matrix, numpy array, pandas DataFrame, torch tensor or "
                  "nested list")
@@ -117,3 +117,11 @@ def as_vector(values: Any, name: str, length: int | None = None) -> np.ndarray:
             name, "finite (no NaN or inf)", f"{int(bad.sum())} non-finite values, the first at {first}"
         )
     return array
+
+
+def row_counts(M: sp.csr_array, mask: np.ndarray) -> np.ndarray:
+    """How many stored entries of each row ``mask`` (one flag per stored entry) holds for
+    (a running count over the entries: 4 bytes per entry, not a row index of 8)."""
+    dtype = np.int32 if M.nnz < np.iinfo(np.int32).max else np.int64
+    running = np.concatenate([np.zeros(1, dtype), np.cumsum(mask, dtype=dtype)])
+    return (running[M.indptr[1:]] - running[M.indptr[:-1]]).astype(np.float64)

@@ -1,44 +1,37 @@
 """The warnings a problem gets when it is built: unreachable and conflicting targets.
 
-Both work on a sharded problem with O(Q) communication: the per-row counts and fingerprints are
-summed over the ranks (``CalibrationProblem.total``), and a record's fingerprint key depends on
-its global index only.
+The checks take arrays and a sum over the record shards (``total``), not the problem itself, so
+this module depends on nothing above it. Both work on a sharded problem with O(Q)
+communication: the per-row counts and fingerprints are summed over the ranks, and a record's
+fingerprint key depends on its global index only.
 """
 
 from __future__ import annotations
 
-import warnings
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
-if TYPE_CHECKING:
-    from ._problem import CalibrationProblem
+from ._matrix import row_counts
+from ._warn import warn_user
 
-__all__ = ["row_counts", "warn_about_targets", "column_keys"]
+__all__ = ["warn_about_targets", "column_keys"]
 
-
-def row_counts(M: sp.csr_array, mask: np.ndarray) -> np.ndarray:
-    """How many stored entries of each row ``mask`` (one flag per stored entry) holds for
-    (a running count over the entries: 4 bytes per entry, not a row index of 8)."""
-    dtype = np.int32 if M.nnz < np.iinfo(np.int32).max else np.int64
-    running = np.concatenate([np.zeros(1, dtype), np.cumsum(mask, dtype=dtype)])
-    return (running[M.indptr[1:]] - running[M.indptr[:-1]]).astype(np.float64)
-
-
-def warn_about_targets(problem: CalibrationProblem) -> None:
-    unreachable = ~problem.achievable()
+def warn_about_targets(M: sp.csr_array, y: np.ndarray, achievable: np.ndarray, offset: int,
+                       total: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Warn about the targets no non-negative weights reach (``achievable`` false) and about
+    two identical rows with different totals. ``M`` holds the records from global index
+    ``offset`` on; ``total`` sums a fixed-size vector over the shards (the identity in one
+    process). The warnings point at the first frame outside the package: the user's call."""
+    unreachable = ~achievable
     if unreachable.any():
         rows = np.flatnonzero(unreachable)
-        warnings.warn(
+        warn_user(
             f"{len(rows)} target(s) cannot be reached with non-negative weights (a row with no "
             f"entry of the target's sign), e.g. rows {rows[:5].tolist()}; they will keep an error "
-            "of 100% or more.",
-            UserWarning,
-            stacklevel=4,
-        )
-    _warn_about_conflicts(problem)
+            "of 100% or more.")
+    _warn_about_conflicts(M, y, offset, total)
 
 
 def column_keys(start: int, n: int, stream: int) -> np.ndarray:
@@ -53,17 +46,16 @@ def column_keys(start: int, n: int, stream: int) -> np.ndarray:
     return 1.0 + (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def _warn_about_conflicts(problem: CalibrationProblem) -> None:
+def _warn_about_conflicts(M: sp.csr_array, y: np.ndarray, offset: int,
+                          total: Callable[[np.ndarray], np.ndarray]) -> None:
     """Warn about two identical non-empty rows with different totals. Each row's fingerprint is
     two random projections of its entries (keyed by global record index, summed over shards):
     identical rows get identical fingerprints, stored zeros do not count, and O(Q) crosses the
     wire when the records are sharded."""
-    M, y = problem.M, problem.y
-    offset = 0 if problem.shards is None else problem.shards.offset
-    keys = [column_keys(offset, problem.n_records, stream) for stream in (1, 2)]
+    keys = [column_keys(offset, M.shape[1], stream) for stream in (1, 2)]
     nonzeros = row_counts(M, M.data != 0)
-    prints = problem.total(np.concatenate([M @ keys[0], M @ keys[1], nonzeros]))
-    q = problem.n_targets
+    prints = total(np.concatenate([M @ keys[0], M @ keys[1], nonzeros]))
+    q = M.shape[0]
     rows = np.flatnonzero(prints[2 * q:] > 0)
     if len(rows) < 2:
         return
@@ -73,10 +65,7 @@ def _warn_about_conflicts(problem: CalibrationProblem) -> None:
     for at in np.flatnonzero(same):
         j, i = rows[order[at]], rows[order[at + 1]]
         if y[j] != y[i]:
-            warnings.warn(
+            warn_user(
                 f"targets {j} and {i} have identical rows of M but different totals "
-                f"({float(y[j])!r} and {float(y[i])!r}): they conflict and cannot both be met.",
-                UserWarning,
-                stacklevel=5,
-            )
+                f"({float(y[j])!r} and {float(y[i])!r}): they conflict and cannot both be met.")
             return

@@ -10,6 +10,7 @@ generator.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from typing import Any
 
@@ -21,7 +22,8 @@ try:
 except ImportError as exc:  # pragma: no cover - the dev extra installs it
     raise ImportError("SparseCalibrator needs scikit-learn: pip install scikit-learn") from exc
 
-from ._calibrate import METHODS, calibrate
+from ._calibrate import calibrate
+from ._solvers.methods import METHOD_TABLE
 
 __all__ = ["SparseCalibrator"]
 
@@ -74,23 +76,25 @@ class SparseCalibrator(RegressorMixin, BaseEstimator):
         """Calibrate: ``sample_weight`` are the targets' weights in the loss."""
         X, y = validate_data(self, X, y, accept_sparse=("csr", "csc", "coo"), dtype=np.float64,
                              y_numeric=True)
-        if self.method not in METHODS:
-            raise ValueError(f"`method` must be one of {', '.join(map(repr, METHODS))}; got "
+        if self.method not in METHOD_TABLE:
+            raise ValueError(f"`method` must be one of {', '.join(map(repr, METHOD_TABLE))}; got "
                              f"{self.method!r}.")
+        has = {f.name for f in dataclasses.fields(METHOD_TABLE[self.method].options_type)}
         settings: dict[str, Any] = {}
-        if self.method == "l0":
+        if "seed" in has:  # the method draws noise: random_state seeds it
             seed = 0 if self.random_state is None else self.random_state
             if not isinstance(seed, numbers.Integral):
                 raise ValueError(f"`random_state` must be an int or None; got {seed!r}.")
-            settings.update(seed=int(seed), progress=False, max_records=self.max_records)
+            settings.update(seed=int(seed), progress=False)
+        if "max_records" in has:
+            settings["max_records"] = self.max_records
         elif self.max_records is not None:
             raise ValueError(f"`max_records` applies to method='l0' only; got method="
                              f"{self.method!r}.")
-        kwargs: dict[str, Any] = {"init_weights": self.design_weights, "bounds": self.bounds}
+        kwargs: dict[str, Any] = {"init_weights": self.design_weights, "bounds": self.bounds,
+                                  "loss": self.loss}
         if sample_weight is not None:
             kwargs["target_weights"] = np.asarray(sample_weight, dtype=np.float64)
-        if self.method in ("l0", "exact") or self.loss != "relative":
-            kwargs["loss"] = self.loss
         self.result_ = calibrate(X, y, method=self.method, **kwargs, **settings)
         self.coef_ = self.result_.weights
         return self

@@ -12,19 +12,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._validation import check_int, fail
-from ._problem import build_problem
 from ._solvers.capped_vertex import CappedVertexSearch
 from ._solvers.l0 import VERTEX_UP_TO_NNZ, solve_l0
+from ._solvers.methods import METHOD_TABLE
+from ._spec import ProblemSpec
 from .options import options_for
+from .shards import ColumnShards
 
-__all__ = ["frontier", "FRONTIER_COLUMNS"]
+__all__ = ["frontier", "frontier_spec", "FRONTIER_COLUMNS"]
 
 FRONTIER_COLUMNS = ("budget", "records", "status", "max_error", "mean_error", "ess",
                     "design_effect", "max_ratio", "top1_share", "selection", "seconds")
-
-_PROBLEM_ARGS = ("init_weights", "bounds", "tolerance", "loss", "target_names", "target_groups",
-                 "normalize_groups", "group_multipliers", "target_weights", "relative_floor",
-                 "cap")
 
 
 def frontier(M: Any, y: Any, budgets: Sequence[int], **kwargs: Any) -> Any:
@@ -58,8 +56,13 @@ def frontier(M: Any, y: Any, budgets: Sequence[int], **kwargs: Any) -> Any:
     >>> table[["budget", "records", "status"]].to_numpy().tolist()
     [[2, 2, 'exact'], [4, 4, 'exact']]
     """
+    return frontier_spec(M, ProblemSpec.take(y, kwargs), budgets, **kwargs)
+
+
+def frontier_spec(M: Any, spec: ProblemSpec, budgets: Sequence[int], **kwargs: Any) -> Any:
+    """:func:`frontier` of a problem given as a :class:`~._spec.ProblemSpec` (``kwargs``: the
+    ``method="l0"`` settings)."""
     from ._frontier_table import FrontierTable
-    from .shards import ColumnShards
 
     if isinstance(M, ColumnShards):
         raise ValueError("frontier() runs in one process (its vertex search needs the whole "
@@ -75,27 +78,25 @@ def frontier(M: Any, y: Any, budgets: Sequence[int], **kwargs: Any) -> Any:
     budgets = [check_int("budgets[]", b, low=1) for b in budgets]
     if not budgets:
         raise fail("budgets", "a non-empty sequence of ints", budgets)
-    problem_args = {k: kwargs.pop(k) for k in _PROBLEM_ARGS if k in kwargs}
     options = kwargs.pop("options", None)
-    base = options_for("l0", options, kwargs)
-    problem = build_problem(M, y, **problem_args)
+    base = options_for(METHOD_TABLE["l0"], options, kwargs)
+    problem = spec.build(M)
     search = CappedVertexSearch(problem) if problem.M.nnz <= VERTEX_UP_TO_NNZ else None
     results = {}
     for budget in sorted(set(budgets), reverse=True):
-        opts = options_for("l0", base, {"max_records": budget})
+        opts = options_for(METHOD_TABLE["l0"], base, {"max_records": budget})
         start = time.perf_counter()
         result = solve_l0(problem, opts, search=search)
         results[budget] = (result, time.perf_counter() - start)
-    rows = []
-    for budget in budgets:
-        r, seconds = results[budget]
-        rows.append({"budget": budget, "records": r.n_active, "status": r.status,
-                     "max_error": r.max_error, "mean_error": r.mean_error, "ess": r.ess,
-                     "design_effect": r.design_effect, "max_ratio": r.max_ratio,
-                     "top1_share": r.top1_share, "selection": r.info.get("selection"),
-                     "seconds": seconds})
-    table = FrontierTable(rows, columns=list(FRONTIER_COLUMNS))
+    table = FrontierTable([_row(budget, *results[budget]) for budget in budgets],
+                          columns=list(FRONTIER_COLUMNS))
     table.attrs["results"] = [results[b][0] for b in budgets]
     return table
 
 
+def _row(budget: int, r: Any, seconds: float) -> dict[str, Any]:
+    return {"budget": budget, "records": r.n_active, "status": r.status,
+            "max_error": r.max_error, "mean_error": r.mean_error, "ess": r.ess,
+            "design_effect": r.design_effect, "max_ratio": r.max_ratio,
+            "top1_share": r.top1_share, "selection": r.info.get("selection"),
+            "seconds": seconds}

@@ -273,22 +273,8 @@ def _resolve(table: Any, area_frame: Any, base_names: list[str], P: Any) -> _Req
     targets = table["target"].astype(str).to_numpy()
     values = np.asarray([_value(v, i) for i, v in enumerate(table["value"].to_numpy())])
     has_clones = np.ones(len(area_frame), dtype=bool) if P is None else np.diff(P.indptr) > 0
-    unit = np.zeros(n, dtype=np.int64)
-    unit_of_area: dict[str, np.ndarray] = {}
-    reasons = np.full(n, None, dtype=object)
-    level_labels = {}
-    for level in dict.fromkeys(levels):
-        at = np.flatnonzero(levels == level)
-        codes, labels = level_labels[level] = _level_units(level, area_frame, int(at[0]))
-        unit_of_area[level] = codes
-        if level != ALL_AREAS:
-            unit[at] = labels.get_indexer(unit_labels[at])
-        populated = np.bincount(codes[has_clones], minlength=len(labels)) > 0
-        for i in at:
-            if unit[i] < 0:
-                reasons[i] = f"no {level} {plain(unit_labels[i])!r} among the areas"
-            elif not populated[unit[i]]:
-                reasons[i] = f"no record may be cloned into {level} {plain(unit_labels[i])!r}"
+    unit, unit_of_area, reasons, level_labels = _match_units(levels, unit_labels, area_frame,
+                                                             has_clones)
     base = base_index.get_indexer(targets)
     for i in np.flatnonzero((base < 0) & (reasons == None)):  # noqa: E711 - object array
         reasons[i] = f"no base target {targets[i]!r} (base targets: {base_names[:6]})"
@@ -314,6 +300,30 @@ def _resolve(table: Any, area_frame: Any, base_names: list[str], P: Any) -> _Req
         dropped=dropped)
 
 
+def _match_units(levels: np.ndarray, unit_labels: np.ndarray, area_frame: Any,
+                 has_clones: np.ndarray) -> tuple[np.ndarray, dict, np.ndarray, dict]:
+    """Each row's unit (its code among its level's units), each level's unit of every area, why
+    a row matches no clone (None where it does), and each level's (codes, labels)."""
+    n = len(levels)
+    unit = np.zeros(n, dtype=np.int64)
+    unit_of_area: dict[str, np.ndarray] = {}
+    reasons = np.full(n, None, dtype=object)
+    level_labels = {}
+    for level in dict.fromkeys(levels):
+        at = np.flatnonzero(levels == level)
+        codes, labels = level_labels[level] = _level_units(level, area_frame, int(at[0]))
+        unit_of_area[level] = codes
+        if level != ALL_AREAS:
+            unit[at] = labels.get_indexer(unit_labels[at])
+        populated = np.bincount(codes[has_clones], minlength=len(labels)) > 0
+        for i in at:
+            if unit[i] < 0:
+                reasons[i] = f"no {level} {plain(unit_labels[i])!r} among the areas"
+            elif not populated[unit[i]]:
+                reasons[i] = f"no record may be cloned into {level} {plain(unit_labels[i])!r}"
+    return unit, unit_of_area, reasons, level_labels
+
+
 def _value(value: Any, position: int) -> float:
     try:
         value = float(value)
@@ -334,36 +344,16 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 def _assemble(B: Any, P: Any, rows: _RequestedRows) -> tuple[Any, ...]:
     """The clones' CSR matrix, written area by area into preallocated arrays."""
     n_records, n_areas = B.shape[1], len(next(iter(rows.unit_of_area.values())))
-    if P is None:
-        members = [None] * n_areas
-        sizes = np.full(n_areas, n_records, dtype=np.int64)
-        row_nnz = np.repeat(np.diff(B.indptr)[:, None], n_areas, axis=1)
-    else:
-        members = [P.indices[P.indptr[a]:P.indptr[a + 1]] for a in range(n_areas)]
-        sizes = np.diff(P.indptr).astype(np.int64)
-        pattern = sp.csr_array((np.ones(B.nnz), B.indices, B.indptr), shape=B.shape)
-        support = sp.csc_array((np.ones(P.nnz), P.indices, P.indptr), shape=P.shape)
-        row_nnz = (pattern @ support).toarray().astype(np.int64)  # K × A non-zeros per block
+    members, sizes, row_nnz = _blocks(B, P, n_areas)
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    unit, base = rows.unit, rows.base
-    lengths = np.zeros(len(unit), dtype=np.int64)
-    by_area_level = {}
-    for name, unit_of_area in rows.unit_of_area.items():
-        at = np.flatnonzero(rows.level == name)
-        at = at[np.argsort(unit[at], kind="stable")]
-        bounds = np.searchsorted(unit[at], np.arange(unit_of_area.max() + 2))
-        for a in range(n_areas):
-            u = unit_of_area[a]
-            mine = at[bounds[u]:bounds[u + 1]]
-            if len(mine):
-                by_area_level[a, name] = mine
-                lengths[mine] += row_nnz[base[mine], a]
+    lengths, by_area_level = _rows_by_area(rows, row_nnz, n_areas)
     indptr = np.concatenate([[0], np.cumsum(lengths)])
     nnz, n_clones = int(indptr[-1]), int(offsets[-1])
     index_dtype = np.int32 if max(nnz, n_clones) < np.iinfo(np.int32).max else np.int64
     indices = np.empty(nnz, dtype=index_dtype)
     data = np.empty(nnz, dtype=np.float64)
     fill = indptr[:-1].copy()
+    base = rows.base
     for a in range(n_areas):
         block = B if members[a] is None else sp.csr_array(B[:, members[a]])
         for name in rows.unit_of_area:
@@ -377,7 +367,7 @@ def _assemble(B: Any, P: Any, rows: _RequestedRows) -> tuple[Any, ...]:
             indices[target] = block.indices[source] + offsets[a]
             data[target] = block.data[source]
             fill[mine] += counts
-    M = sp.csr_array((data, indices, indptr.astype(index_dtype)), shape=(len(unit), n_clones))
+    M = sp.csr_array((data, indices, indptr.astype(index_dtype)), shape=(len(rows.unit), n_clones))
     M.has_sorted_indices = True
     if P is None:
         clone_record = np.tile(np.arange(n_records), n_areas)
@@ -386,3 +376,38 @@ def _assemble(B: Any, P: Any, rows: _RequestedRows) -> tuple[Any, ...]:
         clone_record, clone_p = P.indices.astype(np.int64), P.data
     clone_area = np.repeat(np.arange(n_areas), sizes)
     return M, clone_record, clone_area, clone_p
+
+
+def _blocks(B: Any, P: Any, n_areas: int) -> tuple[list, np.ndarray, np.ndarray]:
+    """Each area's records (None: every record), its number of clones, and the non-zeros of
+    each base row in each area's block (K × A)."""
+    if P is None:
+        members = [None] * n_areas
+        sizes = np.full(n_areas, B.shape[1], dtype=np.int64)
+        row_nnz = np.repeat(np.diff(B.indptr)[:, None], n_areas, axis=1)
+        return members, sizes, row_nnz
+    members = [P.indices[P.indptr[a]:P.indptr[a + 1]] for a in range(n_areas)]
+    sizes = np.diff(P.indptr).astype(np.int64)
+    pattern = sp.csr_array((np.ones(B.nnz), B.indices, B.indptr), shape=B.shape)
+    support = sp.csc_array((np.ones(P.nnz), P.indices, P.indptr), shape=P.shape)
+    row_nnz = (pattern @ support).toarray().astype(np.int64)  # K × A non-zeros per block
+    return members, sizes, row_nnz
+
+
+def _rows_by_area(rows: _RequestedRows, row_nnz: np.ndarray,
+                  n_areas: int) -> tuple[np.ndarray, dict[tuple[int, str], np.ndarray]]:
+    """The non-zeros of each requested row, and the rows each (area, level) block feeds."""
+    unit, base = rows.unit, rows.base
+    lengths = np.zeros(len(unit), dtype=np.int64)
+    by_area_level = {}
+    for name, unit_of_area in rows.unit_of_area.items():
+        at = np.flatnonzero(rows.level == name)
+        at = at[np.argsort(unit[at], kind="stable")]
+        bounds = np.searchsorted(unit[at], np.arange(unit_of_area.max() + 2))
+        for a in range(n_areas):
+            u = unit_of_area[a]
+            mine = at[bounds[u]:bounds[u + 1]]
+            if len(mine):
+                by_area_level[a, name] = mine
+                lengths[mine] += row_nnz[base[mine], a]
+    return lengths, by_area_level

@@ -27,12 +27,12 @@ from typing import Any
 
 from .._validation import check_choice, check_device, check_int, check_real, fail
 from ._backends import BACKENDS
+from ._solvers.distances import REFIT_DISTANCES
 
-__all__ = ["L0Options", "ExactOptions", "ClassicalOptions", "options_for", "OPTION_TYPES",
-           "SELECTIONS", "REFIT_DISTANCES"]
+__all__ = ["L0Options", "ExactOptions", "ClassicalOptions", "options_for", "SELECTIONS",
+           "REFIT_DISTANCES"]
 
 SELECTIONS = ("auto", "gates")
-REFIT_DISTANCES = ("linear", "raking")
 RESULT_ON = ("all", "root")
 
 
@@ -198,33 +198,26 @@ class ClassicalOptions:
         _set(self, "tol", check_real("tol", self.tol, low=0.0, low_open=True))
 
 
-OPTION_TYPES: dict[str, type] = {
-    "l0": L0Options,
-    "exact": ExactOptions,
-    "linear": ClassicalOptions,
-    "raking": ClassicalOptions,
-    "logit": ClassicalOptions,
-}
-
-
 def _check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise fail(name, "True or False", value, TypeError)
     return value
 
 
-def options_for(method: str, options: Any, settings: dict[str, Any]) -> Any:
-    """The options object of ``method`` from an options object and/or keyword settings."""
-    kind = OPTION_TYPES[method]
+def options_for(method: Any, options: Any, settings: dict[str, Any]) -> Any:
+    """The options object of ``method`` (an entry of the method table: its ``name`` and
+    ``options_type``) from an options object and/or keyword settings."""
+    kind = method.options_type
     names = [f.name for f in dataclasses.fields(kind)]
     for name in settings:
         if name not in names:
             raise ValueError(
-                f"`{name}` is not a setting of method={method!r}; its settings are "
+                f"`{name}` is not a setting of method={method.name!r}; its settings are "
                 f"{', '.join(names)}."
             )
     if options is None:
         return kind(**settings)
     if not isinstance(options, kind):
-        raise fail("options", f"a {kind.__name__} for method={method!r}", options, TypeError)
+        raise fail("options", f"a {kind.__name__} for method={method.name!r}", options,
+                   TypeError)
     return dataclasses.replace(options, **settings) if settings else options

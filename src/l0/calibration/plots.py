@@ -27,6 +27,16 @@ def plot_result(result: Any, *, title: str | None = None) -> Any:
     """Three panels of one :class:`~l0.calibration.CalibrationResult`; returns the Figure."""
     plt = _pyplot()
     fig, (errors, ratios, history) = plt.subplots(1, 3, figsize=(15, 4.2))
+    _errors_panel(errors, result)
+    _ratios_panel(ratios, result)
+    _history_panel(history, result)
+    fig.suptitle(title or f"{result.method} calibration ({result.status}): max error "
+                 f"{result.max_error:.2e}")
+    fig.tight_layout()
+    return fig
+
+
+def _errors_panel(errors: Any, result: Any) -> None:
     rel = np.asarray(result.relative_errors)
     met = np.asarray(result.within_tolerance if result.within_tolerance is not None
                      else np.abs(rel) <= 1e-8)
@@ -43,6 +53,8 @@ def plot_result(result: Any, *, title: str | None = None) -> Any:
     errors.set_title("error of every target")
     errors.legend(loc="upper right", fontsize=8)
 
+
+def _ratios_panel(ratios: Any, result: Any) -> None:
     g = result.g_weights[result.support]
     if len(g):
         positive = g[g > 0]
@@ -57,6 +69,8 @@ def plot_result(result: Any, *, title: str | None = None) -> Any:
     ratios.set_title(f"{result.n_active} of {len(result.weights)} records kept, "
                      f"ESS {result.ess:.0f}")
 
+
+def _history_panel(history: Any, result: Any) -> None:
     frame = result.history
     if frame is not None and len(frame):
         history.plot(frame["epoch"], frame["max_error"], label="max error", color="tab:red")
@@ -74,10 +88,6 @@ def plot_result(result: Any, *, title: str | None = None) -> Any:
                      f"{result.info.get('selection', result.method)})", ha="center",
                      va="center", transform=history.transAxes)
         history.set_axis_off()
-    fig.suptitle(title or f"{result.method} calibration ({result.status}): max error "
-                 f"{result.max_error:.2e}")
-    fig.tight_layout()
-    return fig
 
 
 def plot_frontier(table: Any, *, title: str | None = None) -> Any:

@@ -58,25 +58,30 @@ class Targets:
         return {"M": self.matrix, "y": self.totals, "target_names": self.names,
                 "target_groups": self.groups, "init_weights": self.init_weights}
 
-    def _defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        kwargs.setdefault("target_groups", self.groups)
-        kwargs.setdefault("init_weights", self.init_weights)
-        return kwargs
+    def _spec(self, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The problem spec of these targets (totals, names, groups, design weights), with the
+        problem arguments in ``kwargs`` overriding; and the rest of ``kwargs`` (the method and
+        its settings)."""
+        from ._spec import ProblemSpec
+
+        rest = {"target_names": self.names, "target_groups": self.groups,
+                "init_weights": self.init_weights, **kwargs}
+        return ProblemSpec.take(self.totals, rest), rest
 
     def calibrate(self, **kwargs: Any) -> Any:
         """:func:`~l0.calibration.calibrate` on these targets (names, groups and design weights
         included; any keyword overrides them)."""
-        from ._calibrate import calibrate
+        from ._calibrate import calibrate_spec
 
-        return calibrate(self.matrix, self.totals, target_names=self.names,
-                         **self._defaults(kwargs))
+        spec, rest = self._spec(kwargs)
+        return calibrate_spec(self.matrix, spec, **rest)
 
     def frontier(self, budgets: Sequence[int], **kwargs: Any) -> Any:
         """:func:`~l0.calibration.frontier` on these targets (as :meth:`calibrate`)."""
-        from .frontier import frontier
+        from .frontier import frontier_spec
 
-        return frontier(self.matrix, self.totals, budgets, target_names=self.names,
-                        **self._defaults(kwargs))
+        spec, rest = self._spec(kwargs)
+        return frontier_spec(self.matrix, spec, budgets, **rest)
 
     def weights_series(self, weights: Any) -> Any:
         """A result's (or any) weight vector as a pandas Series on the records' index."""

@@ -161,6 +161,10 @@ class HardConcrete(nn.Module):
             device=self.qz_logits.device,
             dtype=self.qz_logits.dtype,
         )
+        return self.sample_from(noise)
+
+    def sample_from(self, noise: Tensor) -> Tensor:
+        """The reparameterised sample of every gate for the given uniform ``noise``."""
         return F.sample_hard_concrete(
             self.qz_logits, noise, self.temperature, self.gamma, self.zeta
         )

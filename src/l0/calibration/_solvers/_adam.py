@@ -1,9 +1,10 @@
 """Adam for the engine: torch's own functional Adam (fused kernel) with state we own.
 
-``torch.optim.Adam.step`` costs about 0.14 ms of Python bookkeeping per call (hooks, profiling,
-state initialisation) — as much as both sparse products at ten thousand records. Calling the
-functional ``torch.optim.adam.adam`` with ``fused=True`` runs the same kernel without it; the
-state (first and second moments, step count) lives here and is checkpointed with the engine.
+``torch.optim.Adam.step`` spends as long on Python bookkeeping per call (hooks, profiling, state
+initialisation) as both sparse products of a small problem (figures in ``docs/benchmarks.md``).
+Calling the functional ``torch.optim.adam.adam`` with ``fused=True`` runs the same kernel without
+it; the state (first and second moments, step count) lives here and is checkpointed with the
+engine.
 """
 
 from __future__ import annotations

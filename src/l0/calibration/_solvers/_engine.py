@@ -70,9 +70,10 @@ class GradientEngine:
         ``noise(epoch)`` → this epoch's uniforms (one per record); replaces ``generator``
         (a sharded problem draws by global record index: :class:`._noise.BlockNoise`).
 
-    When the problem is sharded (``problem.shards``), ``theta`` and ``log_alpha`` are this
-    rank's records, and an epoch sums the estimates, then the expected and the open count over
-    the ranks: two reductions, of Q and 2 floats (an evaluation adds one of Q + 2).
+    ``theta`` and ``log_alpha`` are this rank's records (``problem.shards``; every record in a
+    world of one), and an epoch sums the estimates, then (with more than one rank) the expected
+    and the open count over the ranks: two reductions, of Q and 2 floats (an evaluation adds
+    one of Q + 2). In a world of one the sums are the identity and cost nothing.
     """
 
     def __init__(
@@ -87,8 +88,8 @@ class GradientEngine:
     ) -> None:
         self.problem = problem
         self.noise = noise
-        self.comm = None if problem.shards is None else problem.shards.comm
-        self._open_after: tuple[int, int] | None = None  # (epoch, open count) of a sharded step
+        self.comm = problem.shards.comm
+        self._open_after: tuple[int, int] | None = None  # (epoch, open count) of a step
         self.backend = backend
         self.settings = settings
         self.objective = Objective(problem, backend.device)
@@ -138,9 +139,7 @@ class GradientEngine:
 
     def count_open(self) -> int:
         """Number of gates open at test time (cheap: a threshold on the logits; over every
-        rank when sharded — the count of the last step comes with its reduction)."""
-        if self.comm is None:
-            return self._count_local()
+        rank — with several, the count of the last step comes with its reduction)."""
         if self._open_after is not None and self._open_after[0] == self.epoch:
             return self._open_after[1]
         return int(self.comm.total(self._count_local())[0])
@@ -152,11 +151,7 @@ class GradientEngine:
 
     def _estimates(self, weights: Tensor, *scalars: float) -> tuple[Tensor, list[float]]:
         """``M @ w`` over every record, with scalars summed in the same reduction."""
-        local = self.backend.matvec(weights)
-        if self.comm is None:
-            return local, list(scalars)
-        summed, totals = self.comm.sum_with(local.cpu().numpy(), *scalars)
-        return torch.from_numpy(summed).to(local.device), totals
+        return self.comm.sum_tensor(self.backend.matvec(weights), *scalars)
 
     # ---------------------------------------------------------------- one epoch
     @torch.inference_mode()  # no autograd bookkeeping on any of the epoch's ~30 operations
@@ -170,7 +165,7 @@ class GradientEngine:
         log_alpha = self._log_alpha
         base = self.open_weights()
         if s.use_gates:
-            # float32 noise: 2^-24 resolution is plenty for a gate and it is drawn 1.5x faster
+            # float32 noise: 2^-24 resolution is plenty for a gate, and it is drawn faster
             noise = self.noise(self.epoch) if self.noise is not None else torch.rand(
                 base.shape, generator=self.generator, dtype=torch.float32, device=base.device)
             # the logits stay within the bound (projected after every step): no clamp needed
@@ -214,7 +209,8 @@ class GradientEngine:
         if s.use_gates:
             log_alpha.clamp_(-F.LOG_ALPHA_BOUND, F.LOG_ALPHA_BOUND)
         self.epoch += 1
-        if self.comm is not None:  # the expected count and the new open count: one reduction
+        if self.comm.world > 1:  # the expected count and the new open count: one reduction
+            # (one process counts the open gates only when asked: count_open)
             expected, n_open = self.comm.total(expected, self._count_local())
             self._open_after = (self.epoch, int(n_open))
         return loss, expected

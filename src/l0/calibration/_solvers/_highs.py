@@ -1,9 +1,9 @@
 """One HiGHS model kept alive between solves, so that changing the column bounds re-solves warm.
 
-``scipy.optimize.linprog`` builds and solves a model from scratch each call (0.35 s on the
-schools problem); the search for the cap that fits a budget solves the *same* LP with other
-upper bounds a dozen times. ``highspy`` keeps the model and its basis: after the first solve a
-new cap costs a few dual-simplex iterations (2–30 ms there).
+``scipy.optimize.linprog`` builds and solves a model from scratch each call; the search for the
+cap that fits a budget solves the *same* LP with other upper bounds a dozen times. ``highspy``
+keeps the model and its basis: after the first solve a new cap costs a few dual-simplex
+iterations (figures in ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 r"""Minimum-distance calibration by Newton's method on the dual (Deville & Särndal, 1992).
 
 The weights of records with reference weights :math:`a` are :math:`w = a \odot g(A^\top\lambda)`,
-where :math:`g` is the calibration function of a distance — ``"linear"`` (chi-square, GREG:
-:math:`g = 1 + u`), ``"raking"`` (:math:`g = e^u`) or ``"logit"`` (bounded between ``low`` and
-``high``) — truncated to per-record bounds ``[low, high]`` on :math:`g`. The multipliers
-:math:`\lambda` solve the calibration equations :math:`A w = b`. They maximise the concave dual
+where :math:`g` is the calibration function of a distance of :mod:`.distances` — ``"linear"``
+(chi-square, GREG: :math:`g = 1 + u`), ``"raking"`` (:math:`g = e^u`) or ``"logit"`` (bounded
+between ``low`` and ``high``) — truncated to per-record bounds ``[low, high]`` on :math:`g`.
+The multipliers :math:`\lambda` solve the calibration equations :math:`A w = b`. They maximise
+the concave dual
 
 .. math::  D(\lambda) = b^\top\lambda - \sum_j a_j \Phi_j\big((A^\top\lambda)_j\big),
            \qquad \Phi_j' = g_j,
@@ -27,81 +28,11 @@ import scipy.linalg as sl
 import scipy.sparse as sp
 import scipy.sparse.linalg as spl
 
-__all__ = ["DISTANCES", "Distance", "NewtonReport", "solve_distance"]
+from .distances import DISTANCES
 
-DISTANCES = ("linear", "raking", "logit")
+__all__ = ["NewtonReport", "solve_distance"]
+
 _DENSE_UP_TO = 3000  # targets: above this the Newton system is solved as a sparse matrix
-_EXP_MAX = 700.0  # exp() stays finite
-
-
-class Distance:
-    """The calibration function :math:`g`, its slope and its integral :math:`\\Phi`, truncated.
-
-    ``low``/``high`` are per-record bounds on ``g`` (``-inf``/``inf`` for none); ``"logit"``
-    needs finite ``low < 1 < high`` and is bounded by construction.
-    """
-
-    def __init__(self, kind: str, low: np.ndarray, high: np.ndarray) -> None:
-        self.kind, self.low, self.high = kind, low, high
-        with np.errstate(divide="ignore"):
-            if kind == "linear":
-                self.u_low, self.u_high = low - 1.0, high - 1.0
-            elif kind == "raking":
-                self.u_low, self.u_high = np.log(low), np.log(high)
-            else:  # logit: g runs from low to high as u runs over the real line
-                self.u_low = np.full_like(low, -np.inf)
-                self.u_high = np.full_like(high, np.inf)
-                self._a = (high - low) / ((1.0 - low) * (high - 1.0))
-                self._c = np.log((1.0 - low) / (high - 1.0))
-
-    # the untruncated g, g' and Phi (Phi(0) = 0)
-    def _g(self, u: np.ndarray) -> np.ndarray:
-        if self.kind == "linear":
-            return 1.0 + u
-        if self.kind == "raking":
-            return np.exp(np.minimum(u, _EXP_MAX))
-        return self.low + (self.high - self.low) * _sigmoid(self._a * u + self._c)
-
-    def _slope(self, u: np.ndarray) -> np.ndarray:
-        if self.kind == "linear":
-            return np.ones_like(u)
-        if self.kind == "raking":
-            return np.exp(np.minimum(u, _EXP_MAX))
-        s = _sigmoid(self._a * u + self._c)
-        return (self.high - self.low) * self._a * s * (1.0 - s)
-
-    def _phi(self, u: np.ndarray) -> np.ndarray:
-        if self.kind == "linear":
-            return u + 0.5 * u * u
-        if self.kind == "raking":
-            return np.expm1(np.minimum(u, _EXP_MAX))
-        softplus = np.logaddexp(0.0, self._a * u + self._c) - np.logaddexp(0.0, self._c)
-        return self.low * u + (self.high - self.low) / self._a * softplus
-
-    def clip(self, u: np.ndarray) -> np.ndarray:
-        return np.clip(u, self.u_low, self.u_high)
-
-    def g(self, u: np.ndarray) -> np.ndarray:
-        return np.clip(self._g(self.clip(u)), self.low, self.high)
-
-    def slope(self, u: np.ndarray) -> np.ndarray:
-        inside = (u > self.u_low) & (u < self.u_high)
-        return np.where(inside, self._slope(self.clip(u)), 0.0)
-
-    def phi(self, u: np.ndarray) -> np.ndarray:
-        """:math:`\\int_0^u g`: the untruncated integral inside, continued linearly outside."""
-        c = self.clip(u)
-        out = self._phi(c)
-        above, below = u > self.u_high, u < self.u_low
-        if above.any():
-            out = out + np.where(above, self.high * (u - np.where(above, self.u_high, 0.0)), 0.0)
-        if below.any():
-            out = out + np.where(below, self.low * (u - np.where(below, self.u_low, 0.0)), 0.0)
-        return out
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 @dataclass(frozen=True)
@@ -167,6 +98,11 @@ def _cg_step(A: sp.csr_array, At: sp.csr_array, v: np.ndarray, r: np.ndarray,
     return best
 
 
+def _same(values: np.ndarray) -> np.ndarray:
+    """The sum over one process: the values themselves."""
+    return values
+
+
 def _smaller(A: sp.csr_array, b: np.ndarray, w: np.ndarray, residual: float,
              total: Callable[[np.ndarray], np.ndarray]) -> bool:
     trial = np.abs(b - total(A @ w)).max()
@@ -183,23 +119,27 @@ def solve_distance(
     *,
     max_iter: int = 100,
     tol: float = 1e-12,
-    reduce: Callable[[np.ndarray], np.ndarray] | None = None,
+    reduce: Callable[[np.ndarray], np.ndarray] = _same,
+    matrix_free: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, NewtonReport]:
     """The calibrated ``g`` (``w = anchor * g``), the multipliers and a report.
 
     ``A`` is targets × records (rows scaled), ``anchor`` > 0 the reference weight of each record,
-    ``low``/``high`` per-record bounds on ``g``. Stops when ``max |A w - b| <= tol``, when the
-    line search cannot raise the dual any more, or after ``max_iter`` steps.
+    ``low``/``high`` per-record bounds on ``g``, ``kind`` a name in the distance registry
+    (:data:`.distances.DISTANCES`). Stops when ``max |A w - b| <= tol``, when the line search
+    cannot raise the dual any more, or after ``max_iter`` steps.
 
-    ``reduce``: when the records are sharded over processes, the sum over the ranks of a
-    target-length vector; ``A`` and ``anchor`` are then this rank's columns, and the Newton
-    systems are solved matrix-free by conjugate gradients (every rank takes the same steps).
+    ``reduce``: the sum over the ranks of a target-length vector when the records are sharded
+    over processes (``A`` and ``anchor`` are then this rank's columns); the identity in one
+    process. ``matrix_free``: solve the Newton systems by conjugate gradients, one reduction per
+    iteration, instead of forming them (how sharded records are refit: every rank takes the same
+    steps, however the records are split).
     """
-    distance = Distance(kind, low, high)
+    distance = DISTANCES[kind](low, high)
     At = sp.csr_array(A.T)
     lam = np.zeros(A.shape[0])
     u = np.zeros(A.shape[1])
-    total = reduce if reduce is not None else (lambda values: values)
+    total = reduce
 
     def dual(lam: np.ndarray, u: np.ndarray) -> float:
         return float(b @ lam - total(np.array([anchor @ distance.phi(u)]))[0])
@@ -218,8 +158,7 @@ def solve_distance(
             if iteration == max_iter:
                 break
             slope = anchor * distance.slope(u)
-            step = _newton_step(A, slope, r) if reduce is None else _cg_step(A, At, slope, r,
-                                                                             reduce)
+            step = _cg_step(A, At, slope, r, total) if matrix_free else _newton_step(A, slope, r)
             ascent = float(r @ step)
             if not (np.isfinite(ascent) and ascent > 0):
                 message = "no ascent direction: the equations have no solution within the bounds"

@@ -1,11 +1,12 @@
 """A support as the least-loss refit sees it: one vector of ratios, whoever holds the records.
 
-:func:`~.refit.polish` optimises the ratios of the kept records with scipy's L-BFGS-B. With one
-process that vector is simply the support's ratios. When the records are sharded, every rank
-runs the same L-BFGS-B on the *whole* support's vector (k numbers, gathered once), and the view
-turns each evaluation into this rank's share: its slice of the vector times its columns, summed
-over the ranks (Q floats), and its slice of the gradient, gathered (k floats). Every rank sees the
-same numbers, so every rank takes the same steps; ``M`` itself never moves.
+:func:`~.refit.polish` optimises the ratios of the kept records with scipy's L-BFGS-B. Every
+rank runs the same L-BFGS-B on the *whole* support's vector (every rank's kept records in rank
+order, gathered once), and the view turns each evaluation into this rank's share: its slice of
+the vector times its columns, summed over the ranks (Q floats), and its slice of the gradient,
+gathered (k floats). Every rank sees the same numbers, so every rank takes the same steps; ``M``
+itself never moves. In a world of one the slice is the whole vector and the sums and gathers
+return their input.
 """
 
 from __future__ import annotations
@@ -18,18 +19,23 @@ import torch
 
 from .._problem import CalibrationProblem
 
-__all__ = ["SupportView", "support_view"]
+__all__ = ["SupportView"]
 
 
 class SupportView:
-    """One process: the support's columns of ``M`` and their design weights."""
+    """The kept records ``support`` (this rank's local indices) of ``problem`` as one vector;
+    this rank owns the slice ``[start, stop)`` of it."""
 
     def __init__(self, problem: CalibrationProblem, backend: Any, support: np.ndarray) -> None:
         self.problem, self.support = problem, support
+        self.comm = problem.shards.comm
         self.sub = backend.columns(support)
         self.device = getattr(self.sub, "device", torch.device("cpu"))
-        self.design = problem.design[support]  # of the whole support vector
-        self.total_design = float(problem.design.sum())
+        sizes = self.comm.sizes(len(support))
+        self.start = sum(sizes[: self.comm.rank])
+        self.stop = self.start + len(support)
+        self.design = self.comm.gather(problem.design[support])  # of the whole support vector
+        self.total_design = self.comm.total(float(problem.design.sum()))[0]
 
     @property
     def size(self) -> int:
@@ -37,17 +43,17 @@ class SupportView:
         return len(self.design)
 
     def whole(self, local: np.ndarray) -> np.ndarray:
-        """This process's values on the support → the whole support vector."""
-        return local
+        """This rank's values on the support → the whole support vector."""
+        return self.comm.gather(local)
 
     def mine(self, values: np.ndarray) -> np.ndarray:
-        """The whole support vector → this process's part of it."""
-        return values
+        """The whole support vector → this rank's part of it."""
+        return values[self.start: self.stop]
 
     def estimates(self, weights: np.ndarray) -> torch.Tensor:
         """``M_S @ w_S`` (every target) for the whole support vector ``w_S``."""
         w = torch.as_tensor(self.mine(weights), dtype=torch.float64, device=self.device)
-        return self._total(self.sub.matvec(w).cpu())
+        return self.comm.sum_tensor(self.sub.matvec(w).cpu())[0]
 
     def pull(self, grad_estimates: torch.Tensor) -> np.ndarray:
         """``M_Sᵀ g`` for a target-length ``g``: the whole support vector."""
@@ -59,48 +65,10 @@ class SupportView:
         squared = sp.csr_array(sp.diags_array(1.0 / scale) @ self.problem.M[:, self.support]
                                @ sp.diags_array(self.mine(column_scale)))
         squared.data = squared.data**2
-        return self._total_array(squared @ np.ones(len(self.support)))
+        return self.comm.sum(squared @ np.ones(len(self.support)))
 
     def ratios(self, x: np.ndarray) -> np.ndarray:
-        """The whole support vector of ratios → this process's ratio of every record."""
+        """The whole support vector of ratios → this rank's ratio of every record."""
         out = np.zeros(self.problem.n_records)
         out[self.support] = self.mine(x)
         return out
-
-    def _total(self, estimates: torch.Tensor) -> torch.Tensor:
-        return estimates
-
-    def _total_array(self, values: np.ndarray) -> np.ndarray:
-        return values
-
-
-class ShardedSupportView(SupportView):
-    """Records sharded over ranks: the support vector is every rank's kept records, in rank
-    order; this rank owns the slice ``[start, stop)`` of it."""
-
-    def __init__(self, problem: CalibrationProblem, backend: Any, support: np.ndarray) -> None:
-        super().__init__(problem, backend, support)
-        self.comm = problem.shards.comm
-        sizes = self.comm.sizes(len(support))
-        self.start = sum(sizes[: self.comm.rank])
-        self.stop = self.start + len(support)
-        self.design = self.comm.gather(problem.design[support])
-        self.total_design = self.comm.total(float(problem.design.sum()))[0]
-
-    def whole(self, local: np.ndarray) -> np.ndarray:
-        return self.comm.gather(local)
-
-    def mine(self, values: np.ndarray) -> np.ndarray:
-        return values[self.start: self.stop]
-
-    def _total(self, estimates: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.comm.sum(estimates.numpy()))
-
-    def _total_array(self, values: np.ndarray) -> np.ndarray:
-        return self.comm.sum(values)
-
-
-def support_view(problem: CalibrationProblem, backend: Any, support: np.ndarray) -> SupportView:
-    """The view for ``problem``: sharded when its records are."""
-    kind = SupportView if problem.shards is None else ShardedSupportView
-    return kind(problem, backend, support)

@@ -17,25 +17,13 @@ import time
 import numpy as np
 import scipy.optimize as so
 
-from ..._validation import fail
 from .._problem import CalibrationProblem
 from ..options import ClassicalOptions
 from ..result import CalibrationResult
 from ._newton import solve_distance
+from .distances import DISTANCES
 
 __all__ = ["solve_classical"]
-
-
-def _g_bounds(problem: CalibrationProblem, method: str) -> tuple[float, float]:
-    low, high = problem.bounds
-    if method == "logit":
-        if not (problem.bounds_given and math.isfinite(high) and low < 1.0 < high):
-            raise fail("bounds", "(low, high) with 0 <= low < 1 < high < inf for method='logit'",
-                       problem.bounds if problem.bounds_given else None)
-        return low, high
-    if not problem.bounds_given:
-        return (-math.inf if method == "linear" else 0.0), math.inf
-    return low, high
 
 
 def _feasible(problem: CalibrationProblem, low: float, high: float) -> bool:
@@ -49,8 +37,34 @@ def _feasible(problem: CalibrationProblem, low: float, high: float) -> bool:
 
 def solve_classical(problem: CalibrationProblem, options: ClassicalOptions,
                     method: str) -> CalibrationResult:
+    """``method="linear" | "raking" | "logit"``: the minimum-distance weights of every record
+    that meet the calibration equations, by Newton's method on the dual.
+
+    Parameters
+    ----------
+    problem : CalibrationProblem
+        The whole matrix in one process; no tolerance, loss or loss weights (the method's
+        checks refuse them).
+    options : ClassicalOptions
+    method : {"linear", "raking", "logit"}
+        The distance.
+
+    Options
+    -------
+    max_iter : int
+        Newton steps at most.
+    tol : float
+        Largest relative error of the equations at convergence.
+
+    Returns
+    -------
+    CalibrationResult
+        ``status`` ``"exact"``; ``"not_converged"`` when Newton stopped but an LP finds weights
+        within the bounds; ``"infeasible"`` when none exist. ``info``: ``iterations``,
+        ``residual``, ``multipliers`` (one per target, in the totals' units).
+    """
     start = time.perf_counter()
-    low, high = _g_bounds(problem, method)
+    low, high = DISTANCES[method].ratio_bounds(problem.bounds, problem.bounds_given)
     A, b = problem.scaled()
     n = problem.n_records
     g, lam, report = solve_distance(A, b, problem.design, np.full(n, low), np.full(n, high),

@@ -160,6 +160,29 @@ def matrix_rank(problem: CalibrationProblem) -> int | None:
 
 
 def solve_exact(problem: CalibrationProblem, options: ExactOptions) -> CalibrationResult:
+    """``method="exact"``: a vertex of ``{w : M w = y, w/d within bounds}`` by HiGHS, then
+    (optionally) the minimum-distance refit of its records.
+
+    Parameters
+    ----------
+    problem : CalibrationProblem
+        The whole matrix in one process.
+    options : ExactOptions
+
+    Options
+    -------
+    refit : bool
+        Refit the vertex's records by the linear minimum distance within the bounds.
+    time_limit : float or None
+        Seconds HiGHS may spend on each solve.
+
+    Returns
+    -------
+    CalibrationResult
+        ``status`` ``"exact"``, or ``"closest"`` (the elastic LP; ``info["slack_targets"]``
+        names the targets carrying slack), or ``"failed"``. ``info``: ``rank``,
+        ``vertex_records``, ``lp_seconds``, ``refit``.
+    """
     start = time.perf_counter()
     vertex = lp_vertex(problem, time_limit=options.time_limit)
     ratios = vertex.ratios

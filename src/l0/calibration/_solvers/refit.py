@@ -15,12 +15,11 @@ In the least-loss refit the two products are restricted to the support. With the
 default (quadratic) losses the problem is convex in :math:`x`, so this reaches the best fit the
 support allows; a ratio may reach 0, which drops that record too.
 
-Nested and overlapping targets make the loss badly conditioned (the schools example: condition
-number about 2,500). A first pass therefore weights each target by the inverse squared norm of
-its scaled row (the Jacobi preconditioner of the target-space Gram matrix, condition number
-about 100 there): it reaches the targets that can be met an order of magnitude faster, and on a
-feasible support its solution is also optimal for the true weights. A second pass on the true
-loss finishes what the first could not meet.
+Nested and overlapping targets make the loss badly conditioned. A first pass therefore weights
+each target by the inverse squared norm of its scaled row (the Jacobi preconditioner of the
+target-space Gram matrix): it reaches the targets that can be met much faster (figures in
+``docs/benchmarks.md``), and on a feasible support its solution is also optimal for the true
+weights. A second pass on the true loss finishes what the first could not meet.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ import torch
 from .._objective import Objective
 from .._problem import CalibrationProblem
 from ._newton import solve_distance
-from ._support import support_view
+from ._support import SupportView
 
 __all__ = ["PolishReport", "polish", "minimax_on_support", "refit_on_support",
            "refit_with_repair"]
@@ -65,41 +64,66 @@ def polish(
     Returns the ratios of all records (zero off the support) and a report. Stops early once every
     scaled residual is within its tolerance band plus ``stop_error``.
     """
-    view = support_view(problem, backend, support)  # sharded: the whole support's vector
+    view = SupportView(problem, backend, support)  # every rank: the whole support vector
     if view.size == 0:
         return np.zeros(problem.n_records), PolishReport(0, np.nan, np.nan, "empty support")
     low, high = problem.bounds
-    objective = Objective(problem, "cpu")
-    design = view.design
-    share = design / view.total_design
-
-    def estimates(x: np.ndarray) -> torch.Tensor:
-        return view.estimates(design * x)
-
-    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, grad_est = objective(estimates(x))
-        grad = design * view.pull(grad_est)
-        if closeness:
-            loss += closeness * float(share @ (x - 1.0) ** 2)
-            grad += 2.0 * closeness * share * (x - 1.0)
-        return loss, grad
-
+    fit = _LeastLoss(view, Objective(problem, "cpu"), closeness)
     x0 = np.clip(view.whole(start), low, high)
-    before = value_and_grad(x0)[0]
+    before = fit.value_and_grad(x0)[0]
     # L-BFGS-B starts from an identity Hessian and its tolerances are absolute below f = 1, so
     # both the variables (u = x / x0, all of order 1) and the loss (f / f0) are rescaled.
     unit_x = np.where(x0 > 0, x0, max(float(x0.max()), 1.0))
+    bounds = (low / unit_x, high / unit_x)
+    norms = view.squared_row_norms(problem.scale, view.design * unit_x)
+    coef = np.where(norms > 0, problem.coef / np.where(norms > 0, norms, 1.0), 0.0)
+    u = np.ones(len(x0)) if (x0 > 0).all() else x0 / unit_x
     iterations = 0
+    if coef.sum() > 0:  # the first pass, on the Jacobi-preconditioned targets
+        first = _LeastLoss(view, Objective(replace(problem, coef=coef / coef.sum()), "cpu"),
+                           closeness)
+        result = first.minimize(u, unit_x, bounds, max_iter, stop_error)
+        iterations += int(result.nit)
+        u = result.x
+    result = fit.minimize(u, unit_x, bounds, max_iter, stop_error)
+    iterations += int(result.nit)
+    x = np.clip(result.x * unit_x, low, high)
+    after = fit.value_and_grad(x)[0]
+    return view.ratios(x), PolishReport(iterations, before, after, str(result.message))
 
-    def run(u: np.ndarray) -> so.OptimizeResult:
-        unit_f = value_and_grad(u * unit_x)[0] or 1.0
+
+class _LeastLoss:
+    """The loss (plus the closeness term) of the support vector's ratios and its gradient, and
+    its minimisation by L-BFGS-B in rescaled variables."""
+
+    def __init__(self, view: SupportView, objective: Objective, closeness: float) -> None:
+        self.view, self.objective, self.closeness = view, objective, closeness
+        self.design = view.design
+        self.share = self.design / view.total_design
+
+    def estimates(self, x: np.ndarray) -> torch.Tensor:
+        return self.view.estimates(self.design * x)
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, grad_est = self.objective(self.estimates(x))
+        grad = self.design * self.view.pull(grad_est)
+        if self.closeness:
+            loss += self.closeness * float(self.share @ (x - 1.0) ** 2)
+            grad += 2.0 * self.closeness * self.share * (x - 1.0)
+        return loss, grad
+
+    def minimize(self, u: np.ndarray, unit_x: np.ndarray, bounds: tuple[np.ndarray, np.ndarray],
+                 max_iter: int, stop_error: float) -> so.OptimizeResult:
+        """L-BFGS-B from ``u`` in the variables ``x / unit_x`` and the loss over its value at
+        ``u``; stops once every target is within its band plus ``stop_error``."""
+        unit_f = self.value_and_grad(u * unit_x)[0] or 1.0
 
         def scaled(u: np.ndarray) -> tuple[float, np.ndarray]:
-            value, grad = value_and_grad(u * unit_x)
+            value, grad = self.value_and_grad(u * unit_x)
             return value / unit_f, grad * unit_x / unit_f
 
         def done(intermediate_result: so.OptimizeResult) -> None:
-            b = objective.band(estimates(intermediate_result.x * unit_x)).abs().max()
+            b = self.objective.band(self.estimates(intermediate_result.x * unit_x)).abs().max()
             if float(b) <= stop_error:
                 raise StopIteration
 
@@ -108,26 +132,10 @@ def polish(
             u,
             jac=True,
             method="L-BFGS-B",
-            bounds=so.Bounds(low / unit_x, high / unit_x),
+            bounds=so.Bounds(*bounds),
             callback=done,
             options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 0.0, "maxcor": 20},
         )
-
-    true_objective = objective
-    norms = view.squared_row_norms(problem.scale, design * unit_x)
-    coef = np.where(norms > 0, problem.coef / np.where(norms > 0, norms, 1.0), 0.0)
-    u = np.ones(len(x0)) if (x0 > 0).all() else x0 / unit_x
-    if coef.sum() > 0:
-        objective = Objective(replace(problem, coef=coef / coef.sum()), "cpu")
-        result = run(u)
-        iterations += int(result.nit)
-        u = result.x
-        objective = true_objective
-    result = run(u)
-    iterations += int(result.nit)
-    x = np.clip(result.x * unit_x, low, high)
-    after = value_and_grad(x)[0]
-    return view.ratios(x), PolishReport(iterations, before, after, str(result.message))
 
 
 def minimax_on_support(problem: CalibrationProblem, support: np.ndarray) -> np.ndarray:
@@ -201,7 +209,7 @@ def refit_with_repair(
     done = 0
     for done in range(rounds):  # noqa: B007 - the count is reported
         weights = torch.as_tensor(ratios * problem.design, dtype=torch.float64, device=device)
-        estimates = _summed(problem, backend.matvec(weights).cpu())
+        estimates = problem.shards.comm.sum_tensor(backend.matvec(weights).cpu())[0]
         kept = np.flatnonzero(ratios)
         free = budget - int(problem.total(np.array([float(len(kept))]))[0])
         if float(objective.band(estimates).abs().max()) <= stop_error or free <= 0:
@@ -218,18 +226,11 @@ def refit_with_repair(
     return ratios, report, done + 1
 
 
-def _summed(problem: CalibrationProblem, estimates: torch.Tensor) -> torch.Tensor:
-    return estimates if problem.shards is None else torch.from_numpy(
-        problem.total(estimates.numpy()))
-
-
 def _cheapest(problem: CalibrationProblem, price: np.ndarray, count: int) -> np.ndarray:
-    """The (at most) ``count`` records of most negative price, ties to the lower index (over
-    every rank when sharded: this rank's among them)."""
+    """The (at most) ``count`` records of most negative price over every rank, ties to the
+    lower global index: this rank's among them, sorted."""
     candidates = np.flatnonzero(price < 0)
-    if problem.shards is not None:
-        return problem.shards.smallest(candidates, price[candidates], count)
-    return candidates[np.argsort(price[candidates], kind="stable")[:count]]
+    return problem.shards.smallest(candidates, price[candidates], count)
 
 
 def refit_on_support(
@@ -259,7 +260,7 @@ def refit_on_support(
     g_low = np.full(len(support), low / scale)
     g_high = np.full(len(support), high / scale)
     g, lam, report = solve_distance(sub, b, anchor, g_low, g_high, distance,
-                                    reduce=None if problem.shards is None else problem.total)
+                                    reduce=problem.total, matrix_free=problem.shards.sharded)
     if not report.converged:
         return None, None
     ratios = np.zeros(problem.n_records)
