@@ -15,7 +15,8 @@ from pathlib import Path
 MODULES = [
     "l0", "l0.functional", "l0.distributions", "l0.selection", "l0.diagnostics", "l0.datasets",
     "l0.cli",
-    "l0.nn", "l0.nn.gates", "l0.nn.sites", "l0.nn.layers", "l0.nn.parametrize", "l0.nn.sparse",
+    "l0.nn", "l0.nn.gates", "l0.nn.sites", "l0.nn.layers", "l0.nn.conv", "l0.nn.parametrize",
+    "l0.nn.sparse",
     "l0.nn.fused", "l0.nn.export", "l0.nn.costs", "l0.nn.compute", "l0.nn.penalties",
     "l0.nn.schedules",
     "l0.calibration", "l0.calibration.options", "l0.calibration.result",

@@ -9,11 +9,12 @@ its plain (exported) form. Penalties, statistics, costs and export read only tha
 """
 
 from .compute import ComputeCost
+from .conv import L0Conv2d, L0DepthwiseConv2d
 from .costs import layer_costs
 from .export import export
 from .fused import FusedGates, fuse_gates
 from .gates import HardConcrete, L0Gate, gate_parameters, split_parameters
-from .layers import L0Conv2d, L0DepthwiseConv2d, L0Linear, SparseMLP, prune_model
+from .layers import L0Linear, SparseMLP, prune_model
 from .parametrize import L0Parametrization, l0_gate, remove_gates
 from .penalties import (
     PenaltyTracker,

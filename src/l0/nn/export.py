@@ -1,7 +1,7 @@
 """``export(model)``: a plain, physically smaller torch model with the closed units removed.
 
-The gated layers (:class:`~l0.nn.layers.L0Linear`, :class:`~l0.nn.layers.L0Conv2d`,
-:class:`~l0.nn.layers.L0DepthwiseConv2d`, and any tensor gated by :func:`l0.l0_gate`) become plain
+The gated layers (:class:`~l0.nn.layers.L0Linear`, :class:`~l0.nn.conv.L0Conv2d`,
+:class:`~l0.nn.conv.L0DepthwiseConv2d`, and any tensor gated by :func:`l0.l0_gate`) become plain
 ``nn.Linear``/``nn.Conv2d`` layers with their test-time gates baked in. Then, between each pair of
 consecutive layers (a *producer* and the next *consumer*, separated only by per-unit modules:
 activations, dropout, batch norm, pooling, flatten), every unit or channel the consumer no longer

@@ -1,4 +1,5 @@
-"""Layers with Hard Concrete gates: ``L0Linear``, ``L0Conv2d``, ``L0DepthwiseConv2d``, ``SparseMLP``.
+"""Linear layers with Hard Concrete gates: ``L0Linear`` and the 0.6.x ``SparseMLP``; ``prune_model``
+for every gated layer (the convolutions are in :mod:`l0.nn.conv`).
 
 Every layer holds one :class:`~l0.nn.gates.HardConcrete` and multiplies its weight (and, for gates
 on output units or channels, its bias) by the gates. A gate that covers several parameters counts
@@ -8,7 +9,6 @@ closes its bias too, so a closed channel outputs exactly zero.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -16,99 +16,14 @@ import torch.nn.functional as TF
 from torch import Tensor, nn
 
 from .._validation import check_choice, check_device, check_int, check_real
-from .gates import HardConcrete
-from .sites import GateSite
+from ._layer_base import GatedLayer
 
-__all__ = ["L0Linear", "L0Conv2d", "L0DepthwiseConv2d", "SparseMLP", "prune_model"]
+__all__ = ["L0Linear", "SparseMLP", "prune_model"]
 
 LINEAR_STRUCTURES = ("weight", "input", "output")
 
 
-def _pair(name: str, value: int | tuple[int, int], low: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints, each >= ``low`` (1 for sizes, strides and dilations, 0 for
-    padding): geometry is checked here, not by the convolution kernel at forward."""
-    if isinstance(value, tuple) and len(value) == 2:
-        return (check_int(name, value[0], low=low), check_int(name, value[1], low=low))
-    v = check_int(name, value, low=low)
-    return (v, v)
-
-
-class _GatedLayer(GateSite, nn.Module):
-    """Shared behaviour of the gated layers: a :class:`~l0.nn.sites.GateSite` whose module is
-    itself. Subclasses set ``_gate_name``, ``unit_dim`` and implement ``masks``/``to_plain``."""
-
-    _gate_name: str
-    use_l2: bool
-
-    @property
-    def gate(self) -> HardConcrete:
-        """The layer's :class:`~l0.nn.gates.HardConcrete` (also reachable by its 0.6.x name)."""
-        return getattr(self, self._gate_name)
-
-    @property
-    def module(self) -> nn.Module:
-        return self
-
-    @property
-    def gated_weight(self) -> Tensor:
-        return self.weight
-
-    @property
-    def gated_bias(self) -> Tensor | None:
-        return self.bias
-
-    def _make_gate(self, shape: tuple[int, ...], temperature: float, init_sparsity: float,
-                   cost: float, kwargs: dict[str, Any]) -> HardConcrete:
-        init_sparsity = check_real("init_sparsity", init_sparsity, low=0.0, high=1.0)
-        return HardConcrete(*shape, temperature=temperature, init_mean=1.0 - init_sparsity,
-                            cost=cost, **kwargs)
-
-    def gated_parameters(self) -> tuple[Tensor, Tensor | None]:
-        """Weight and bias multiplied by the current gates (sampled in training mode)."""
-        weight_mask, bias_mask = self.masks(self.gate())
-        weight = self.weight * weight_mask
-        bias = self.bias
-        if bias is not None and bias_mask is not None:
-            bias = bias * bias_mask
-        return weight, bias
-
-    def get_l0_penalty(self) -> Tensor:
-        """Expected number of non-zero parameters (differentiable)."""
-        return self.gate.get_penalty()
-
-    def get_l2_penalty(self) -> Tensor:
-        """Sum of squared weights if the layer was built with ``use_l2=True``, else 0."""
-        if not self.use_l2:
-            return self.weight.new_zeros(())
-        return (self.weight**2).sum()
-
-    def get_sparsity(self) -> float:
-        """Expected fraction of closed gates."""
-        return self.gate.get_sparsity()
-
-    @torch.no_grad()
-    def _into(self, plain: nn.Module) -> nn.Module:
-        """``plain`` on this layer's device and dtype, holding the test-time parameters."""
-        weight, bias = self.test_time_parameters()
-        plain = plain.to(device=weight.device, dtype=weight.dtype)
-        plain.weight.copy_(weight)
-        if bias is not None:
-            plain.bias.copy_(bias)
-        return plain
-
-    @torch.no_grad()
-    def prune_(self, threshold: float = 0.05) -> _GatedLayer:
-        """Zero (in place) every parameter whose gate has ``P(z != 0) <= threshold``."""
-        check_real("threshold", threshold, low=0.0, high=1.0)
-        keep = (self.gate.get_active_prob() > threshold).to(self.weight.dtype)
-        weight_mask, bias_mask = self.masks(keep)
-        self.weight.mul_(weight_mask)
-        if self.bias is not None and bias_mask is not None:
-            self.bias.mul_(bias_mask)
-        return self
-
-
-class L0Linear(_GatedLayer):
+class L0Linear(GatedLayer):
     """Linear layer with Hard Concrete gates.
 
     Parameters
@@ -216,176 +131,6 @@ class L0Linear(_GatedLayer):
         )
 
 
-class L0Conv2d(_GatedLayer):
-    """2-D convolution with Hard Concrete gates.
-
-    ``structured=True`` puts one gate on each output channel (attribute ``channel_gates``): a
-    closed channel zeroes its filter *and* its bias, and counts ``in_channels * kh * kw (+1)``
-    parameters in the penalty. ``structured=False`` (default, 0.6.x) gates single weights
-    (``weight_gates``). Other arguments as in 0.6.x and :class:`L0Linear`.
-
-    Examples
-    --------
-    >>> import torch
-    >>> conv = L0Conv2d(2, 3, 3, padding=1, structured=True).eval()
-    >>> conv(torch.zeros(1, 2, 5, 5)).shape
-    torch.Size([1, 3, 5, 5])
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] = 0,
-        bias: bool = True,
-        temperature: float = 0.5,
-        init_sparsity: float = 0.5,
-        structured: bool = False,
-        use_l2: bool = False,
-        *,
-        dilation: int | tuple[int, int] = 1,
-        stretch: float = 0.1,
-        rule: str = "median",
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, low=1)
-        self.out_channels = check_int("out_channels", out_channels, low=1)
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = _pair("stride", stride)
-        self.padding = _pair("padding", padding, low=0)
-        self.dilation = _pair("dilation", dilation)
-        self.structured = bool(structured)
-        self.use_l2 = bool(use_l2)
-        factory = {"device": check_device("device", device), "dtype": dtype}
-        self.weight = nn.Parameter(
-            torch.empty(out_channels, in_channels, *self.kernel_size, **factory)
-        )
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
-        if self.structured:
-            self._gate_name, shape, cost = "channel_gates", (out_channels,), fan_in + int(bias)
-        else:
-            self._gate_name, shape, cost = "weight_gates", (out_channels, fan_in), 1
-        self.unit_dim = 0 if self.structured else None
-        gate_kwargs = dict(stretch=stretch, rule=rule, generator=generator, **factory)
-        self.add_module(
-            self._gate_name,
-            self._make_gate(shape, temperature, init_sparsity, float(cost), gate_kwargs),
-        )
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        nn.init.kaiming_normal_(self.weight, mode="fan_out")
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
-        self.gate.reset_parameters()
-
-    def masks(self, gates: Tensor) -> tuple[Tensor, Tensor | None]:
-        if self.structured:
-            return gates.view(-1, 1, 1, 1), gates
-        return gates.view(self.weight.shape), None
-
-    def to_plain(self) -> nn.Conv2d:
-        return self._into(nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size,
-                                    self.stride, self.padding, self.dilation,
-                                    bias=self.bias is not None))
-
-    def forward(self, input: Tensor) -> Tensor:
-        weight, bias = self.gated_parameters()
-        return TF.conv2d(input, weight, bias, self.stride, self.padding, self.dilation)
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, structured={self.structured}"
-        )
-
-
-class L0DepthwiseConv2d(_GatedLayer):
-    """Depthwise 2-D convolution with one Hard Concrete gate per channel (``channel_gates``).
-
-    The convolution itself is the submodule ``depthwise_conv`` (as in 0.6.x). The gate multiplies
-    the channel's filter and its bias, so a closed channel outputs exactly zero (0.6.x gated the
-    input and let the bias through).
-
-    Examples
-    --------
-    >>> import torch
-    >>> conv = L0DepthwiseConv2d(3, 3, padding=1).eval()
-    >>> conv(torch.zeros(1, 3, 4, 4)).shape
-    torch.Size([1, 3, 4, 4])
-    """
-
-    _gate_name = "channel_gates"
-    unit_dim = 0
-    dense = False  # one filter per channel: export and the MAC count treat it as per-unit
-
-    def __init__(
-        self,
-        in_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] = 0,
-        bias: bool = True,
-        temperature: float = 0.5,
-        init_sparsity: float = 0.5,
-        *,
-        stretch: float = 0.1,
-        rule: str = "median",
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, low=1)
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = _pair("stride", stride)
-        self.padding = _pair("padding", padding, low=0)
-        self.use_l2 = False
-        factory = {"device": check_device("device", device), "dtype": dtype}
-        self.depthwise_conv = nn.Conv2d(
-            in_channels, in_channels, self.kernel_size, self.stride, self.padding,
-            groups=in_channels, bias=bias, **factory,
-        )
-        cost = float(self.kernel_size[0] * self.kernel_size[1] + int(bias))
-        gate_kwargs = dict(stretch=stretch, rule=rule, generator=generator, **factory)
-        self.channel_gates = self._make_gate(
-            (in_channels,), temperature, init_sparsity, cost, gate_kwargs
-        )
-
-    @property
-    def weight(self) -> Tensor:
-        return self.depthwise_conv.weight
-
-    @property
-    def bias(self) -> Tensor | None:
-        return self.depthwise_conv.bias
-
-    def reset_parameters(self) -> None:
-        self.depthwise_conv.reset_parameters()
-        self.gate.reset_parameters()
-
-    def masks(self, gates: Tensor) -> tuple[Tensor, Tensor | None]:
-        return gates.view(-1, 1, 1, 1), gates
-
-    def to_plain(self) -> nn.Conv2d:
-        return self._into(copy.deepcopy(self.depthwise_conv))
-
-    def forward(self, input: Tensor) -> Tensor:
-        weight, bias = self.gated_parameters()
-        conv = self.depthwise_conv
-        return TF.conv2d(input, weight, bias, conv.stride, conv.padding, conv.dilation,
-                         conv.groups)
-
-    def extra_repr(self) -> str:
-        return f"{self.in_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-
-
 class SparseMLP(nn.Module):
     """Three-layer perceptron of :class:`L0Linear` layers (the 0.6.x example network).
 
@@ -465,6 +210,6 @@ def prune_model(model: nn.Module, threshold: float = 0.05) -> nn.Module:
     check_real("threshold", threshold, low=0.0, high=1.0)
     model.eval()
     for module in model.modules():
-        if isinstance(module, _GatedLayer):
+        if isinstance(module, GatedLayer):
             module.prune_(threshold)
     return model
