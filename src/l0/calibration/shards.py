@@ -19,6 +19,7 @@ Three sources:
 
 from __future__ import annotations
 
+import atexit
 import os
 import zipfile
 from collections.abc import Callable, Sequence
@@ -197,4 +198,15 @@ def init_distributed(backend: str = "gloo", *, timeout: float = 60.0) -> Communi
                 f"process group at {os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} within "
                 f"{timeout:g} s ({type(exc).__name__}): another rank failed to start or the "
                 "address is wrong.") from None
+        # the process group this call made is taken down while the interpreter still runs: left
+        # to the interpreter's own teardown, gloo's threads can abort the process after the
+        # work is done ("terminate called without an active exception", exit code -6)
+        atexit.register(_leave_process_group)
     return communicator()
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
