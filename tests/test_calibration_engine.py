@@ -202,24 +202,38 @@ def test_repair_prices_in_records_that_a_support_is_missing():
     assert np.abs(problem.relative_errors(M @ ratios))[0] == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_the_engines_adam_is_torchs_adam_with_or_without_the_fused_kernel(monkeypatch, fused):
-    """Where the fused kernel is missing (or refuses the device), the engine's Adam runs the
-    plain one from the first step: a failed fused try must not count a step twice (on a GPU it
-    did, and the bias correction moved every weight: 0.03 after 10 steps)."""
+@pytest.mark.parametrize("refuses", [False, True])
+def test_the_engines_adam_is_torchs_adam_with_or_without_the_fused_kernel(monkeypatch, refuses):
+    """Where torch's fused kernel refuses the tensors (as on a GPU with step counts on the
+    CPU), the engine's Adam runs the plain one from the first step. torch counts the step before
+    the kernel checks its arguments, so a fused try on the real state counted the first step
+    twice, and the bias correction moved every weight (0.03 after 10 steps on a GPU)."""
+    from torch.optim import adam as torch_adam
+
     from l0.calibration._solvers import _adam
 
-    monkeypatch.setattr(_adam, "_has_fused_kernel", lambda device, dtype: fused)
-    gen = torch.Generator().manual_seed(0)
-    grads = [torch.randn(50, dtype=torch.float64, generator=gen) for _ in range(10)]
-    ours = torch.zeros(50, dtype=torch.float64, requires_grad=True)
-    theirs = torch.zeros(50, dtype=torch.float64, requires_grad=True)
-    engine_adam = _adam.Adam([ours], lr=0.05)
-    assert engine_adam.fused is (True if fused else None)
-    reference = torch.optim.Adam([theirs], lr=0.05)
-    for g in grads:
-        engine_adam.step([g])
-        theirs.grad = g.clone()
-        reference.step()
-    torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=0, atol=1e-15)
-    assert float(engine_adam.steps[0]) == 10.0
+    def kernel(*args, fused=None, **kwargs):
+        if fused and refuses:
+            for step in args[5]:  # what torch does before its fused kernel raises
+                step += 1
+            raise RuntimeError("the fused kernel refuses these tensors")
+        return torch_adam.adam(*args, fused=fused, **kwargs)
+
+    monkeypatch.setattr(_adam, "adam", kernel)
+    _adam._has_fused_kernel.cache_clear()
+    try:
+        gen = torch.Generator().manual_seed(0)
+        grads = [torch.randn(50, dtype=torch.float64, generator=gen) for _ in range(10)]
+        ours = torch.zeros(50, dtype=torch.float64, requires_grad=True)
+        theirs = torch.zeros(50, dtype=torch.float64, requires_grad=True)
+        engine_adam = _adam.Adam([ours], lr=0.05)
+        assert engine_adam.fused is (None if refuses else True)
+        reference = torch.optim.Adam([theirs], lr=0.05)
+        for g in grads:
+            engine_adam.step([g])
+            theirs.grad = g.clone()
+            reference.step()
+        torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=0, atol=1e-15)
+        assert float(engine_adam.steps[0]) == 10.0
+    finally:
+        _adam._has_fused_kernel.cache_clear()

@@ -126,3 +126,39 @@ def test_layer_costs_draws_no_gates_of_a_gated_tensor_in_training_mode():
     before = gen.get_state()
     layer_costs(layer, torch.zeros(1, 4))
     assert torch.equal(gen.get_state(), before)
+
+
+def test_the_cost_tools_read_a_gated_tensor_without_drawing_its_gates_in_training_mode():
+    gen = torch.Generator().manual_seed(3)
+    layer = nn.Linear(4, 3)
+    l0_gate(layer, "weight", dim=1, generator=gen)
+    l0_gate(layer, "bias", generator=gen)
+    model = nn.Sequential(layer, nn.ReLU(), nn.Linear(3, 2)).train()
+    before = gen.get_state()
+    layer_costs(model, torch.zeros(1, 4))
+    cost = ComputeCost(model, torch.zeros(1, 4))
+    cost.expected_macs()
+    assert torch.equal(gen.get_state(), before)
+
+
+class _WeightlessSite(PairGatedLinear):
+    """A site with no ``weight``/``bias`` attributes: only the protocol's names."""
+
+    weight = bias = None
+
+    @property
+    def gated_weight(self):
+        return self.lin.weight
+
+    @property
+    def gated_bias(self):
+        return self.lin.bias
+
+
+def test_the_cost_tools_need_only_the_protocol_names():
+    model = nn.Sequential(_WeightlessSite(6, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    with torch.no_grad():
+        model[0].pairs.qz_logits.copy_(torch.tensor([-20.0, 20.0, -20.0, 20.0]))
+    x = torch.randn(5, 6)
+    assert layer_costs(model, x)["0"]["macs_active"] == 24
+    assert ComputeCost(model, x).dense_macs == 6 * 8 + 8 * 3

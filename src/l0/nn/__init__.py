@@ -2,10 +2,10 @@
 compute costs and export.
 
 Every gated module — the layers (:class:`L0Linear`, :class:`L0Conv2d`,
-:class:`L0DepthwiseConv2d`, :class:`SparseL0Linear`) and any tensor gated by :func:`l0_gate` — is
-a :class:`GateSite`: its gate, the masks it puts on a weight and a bias, the units it covers and
-its plain (exported) form. Penalties, statistics, costs and export read only that protocol
-(:func:`gate_sites`), so a new gate structure is one class.
+:class:`L0DepthwiseConv2d`) and any tensor gated by :func:`l0_gate` — is a :class:`GateSite`: its
+gate, the masks it puts on a weight and a bias, the units it covers and its plain (exported)
+form. Penalties, statistics, costs and export read only that protocol (:func:`gate_sites`,
+:func:`site_of`), so a new gate structure is one class.
 """
 
 from .compute import ComputeCost
@@ -31,6 +31,7 @@ from .schedules import (
     anneal,
     update_temperatures,
 )
+from .sites import GateSite, gate_sites, site_of
 from .sparse import SparseL0Linear
 
 __all__ = [
@@ -47,6 +48,9 @@ __all__ = [
     "l0_gate",
     "remove_gates",
     "L0Parametrization",
+    "GateSite",
+    "gate_sites",
+    "site_of",
     "fuse_gates",
     "FusedGates",
     "export",

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .._validation import fail
 from .layers import SparseMLP
-from .sites import GateSite
+from .sites import GateSite, weight_and_bias
 
 __all__ = ["PER_UNIT", "sequence", "is_layer", "is_dense_layer", "output_positions"]
 
@@ -59,9 +59,11 @@ def output_positions(model: nn.Module, layers: dict[str, nn.Module], example_inp
                    f"shape {tuple(example_input.shape)}")
     positions: dict[str, int] = {}
 
+    shapes = {name: weight_and_bias(m)[0].shape for name, m in layers.items()}
+
     def record(name: str, module: nn.Module, out: Tensor) -> None:
-        n_out = int(module.weight.shape[0])
-        unbatched = out.dim() == (3 if module.weight.dim() == 4 else 1)
+        n_out = int(shapes[name][0])
+        unbatched = out.dim() == (3 if len(shapes[name]) == 4 else 1)
         positions[name] = int((out if unbatched else out[0]).numel()) // n_out
 
     hooks = [m.register_forward_hook(lambda mod, args, out, name=name: record(name, mod, out))
@@ -73,7 +75,7 @@ def output_positions(model: nn.Module, layers: dict[str, nn.Module], example_inp
             model(example_input)
     except RuntimeError as exc:  # a shape the model does not take: say which input, not where
         raise ValueError(f"`example_input` must be an input the model accepts; got shape "
-                         f"{tuple(example_input.shape)}, on which it fails: {exc}") from None
+                         f"{tuple(example_input.shape)}, on which it fails: {exc}") from exc
     finally:
         model.train(was_training)
         for h in hooks:

@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from .._validation import fail
 from ._chain import PER_UNIT, is_layer, output_positions, sequence
-from .sites import open_at_test_time, open_probabilities
+from .export import export
+from .sites import open_probabilities, weight_and_bias
 
 __all__ = ["ComputeCost"]
 
@@ -98,6 +99,11 @@ class ComputeCost:
                                 "ComputeCost counts dense convolutions only.")
         if not self.layers:
             raise fail("model", "a model with at least one linear or convolution layer", model)
+        # shapes before the gates: reading a gated tensor in training mode would draw its gates
+        tensors = [weight_and_bias(m) for m in self.layers]
+        self._shapes = [weight.shape for weight, _ in tensors]
+        self._biased = [bias is not None for _, bias in tensors]
+        self.model, self.example_input = model, example_input
         self.positions = self._positions(model, example_input)
         self.dense_macs = sum(self._size(i, None)[0] for i in range(len(self.layers)))
         self.dense_params = sum(self._size(i, None)[1] for i in range(len(self.layers)))
@@ -114,24 +120,23 @@ class ComputeCost:
     def _size(self, i: int, live: list[tuple[Tensor, Tensor]] | None
               ) -> tuple[Tensor | int, Tensor | int]:
         """(MACs, parameters) of layer ``i`` given the live counts at every interface."""
-        m = self.layers[i]
-        kernel = m.weight[0, 0].numel()
-        n_out, n_in = m.weight.shape[0], m.weight.shape[1]
+        shape = self._shapes[i]
+        kernel = shape[2:].numel()
+        n_out, n_in = shape[0], shape[1]
         if live is not None:
             n_in, n_out = live[i][1], live[i + 1][0]
         macs = self.positions[i] * kernel * n_in * n_out
-        params = kernel * n_in * n_out + (n_out if m.bias is not None else 0)
+        params = kernel * n_in * n_out + (n_out if self._biased[i] else 0)
         return macs, params
 
-    def live_units(self, test_time: bool = False) -> list[tuple[Tensor, Tensor]]:
+    def live_units(self) -> list[tuple[Tensor, Tensor]]:
         """Expected live units at each interface — the inputs of layer 0 (all of them), between
         every pair of layers, the outputs of the last layer (all of them) — as (units, input
         features of the next layer): they differ when a linear layer reads a flattened
-        convolution (features = channels × positions). ``test_time``: the units live under
-        the test-time gates instead (what :func:`l0.export` keeps now)."""
-        gates = open_at_test_time if test_time else open_probabilities
-        sides = [_written_and_read(gates(m), m.weight.shape) for m in self.layers]
-        first = torch.as_tensor(float(self.layers[0].weight.shape[1]))
+        convolution (features = channels × positions)."""
+        sides = [_written_and_read(open_probabilities(m), shape)
+                 for m, shape in zip(self.layers, self._shapes)]
+        first = torch.as_tensor(float(self._shapes[0][1]))
         live = [(first, first)]
         for i in range(len(self.layers) - 1):
             written, read = sides[i][0], sides[i + 1][1]
@@ -143,7 +148,7 @@ class ComputeCost:
             unread = _never_open(read.reshape(n_units, block), (1,))
             alive = (written * (1.0 - unread)).sum()
             live.append((alive, alive * block))
-        last = torch.as_tensor(float(self.layers[-1].weight.shape[0]))
+        last = torch.as_tensor(float(self._shapes[-1][0]))
         live.append((last, last))
         return live
 
@@ -158,16 +163,16 @@ class ComputeCost:
         return sum(self._size(i, live)[1] for i in range(len(self.layers)))
 
     def test_time_macs(self) -> int:
-        """Multiply-accumulates per example of the model :func:`l0.export` makes now, from the
-        test-time gates (not differentiable). Three counts, three names: ``dense_macs`` (no
-        gate closed), :meth:`expected_macs` (the expectation under the gates' distribution:
-        what a budget holds during training) and this one (what the exported model costs)."""
-        with torch.no_grad():
-            live = self.live_units(test_time=True)
-            return int(round(float(sum(self._size(i, live)[0] for i in range(len(self.layers))))))
+        """Multiply-accumulates per example of the model :func:`l0.export` makes now (it exports
+        a copy and counts it: exact, not differentiable). Three counts, three names:
+        ``dense_macs`` (no gate closed), :meth:`expected_macs` (the expectation under the gates'
+        distribution: what a budget holds during training) and this one (what the exported model
+        costs)."""
+        return self._exported().dense_macs
 
     def test_time_params(self) -> int:
         """Parameters of the model :func:`l0.export` makes now (see :meth:`test_time_macs`)."""
-        with torch.no_grad():
-            live = self.live_units(test_time=True)
-            return int(round(float(sum(self._size(i, live)[1] for i in range(len(self.layers))))))
+        return self._exported().dense_params
+
+    def _exported(self) -> ComputeCost:
+        return ComputeCost(export(self.model), self.example_input)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .._validation import fail
 from ._chain import output_positions
-from .sites import GateSite, site_of
+from .sites import GateSite, site_of, weight_and_bias
 
 __all__ = ["layer_costs"]
 
@@ -28,7 +28,7 @@ _TOTALS = ("params_total", "params_expected", "params_active", "macs_total", "ma
 def _weight_probabilities(module: nn.Module) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """(P(open), test-time open) for the weight, and the same for the bias (None if ungated)."""
     site = site_of(module)
-    weight = module.weight if site is None else site.gated_weight
+    weight = weight_and_bias(module)[0]
     ones = torch.ones_like(weight)
     if site is None:
         return ones, ones, None, None
@@ -49,7 +49,8 @@ def _layers(model: nn.Module) -> dict[str, nn.Module]:
 def _layer_row(module: nn.Module, positions: int) -> dict[str, Any]:
     w_prob, w_open, b_prob, b_open = _weight_probabilities(module)
     n_weights = w_prob.numel()  # not module.weight: a gated tensor would draw its gates
-    n_bias = 0 if module.bias is None else module.bias.numel()
+    bias = weight_and_bias(module)[1]
+    n_bias = 0 if bias is None else bias.numel()
     return {
         "params_total": n_weights + n_bias,
         "params_expected": float(w_prob.sum()) + (

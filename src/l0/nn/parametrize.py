@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 
 from .._validation import check_int, check_real, fail
 from .gates import HardConcrete
-from .sites import GateSite
+from .sites import GateSite, plain_tensor
 
 __all__ = ["L0Parametrization", "ParametrizedSite", "l0_gate", "remove_gates"]
 
@@ -108,7 +108,7 @@ class ParametrizedSite(GateSite):
 
     @property
     def gated_bias(self) -> Tensor | None:
-        return getattr(self._module, "bias", None) if self.tensor_name == "weight" else None
+        return plain_tensor(self._module, "bias") if self.tensor_name == "weight" else None
 
     def masks(self, values: Tensor) -> tuple[Tensor, Tensor | None]:
         return self._parametrization.broadcast(values), None

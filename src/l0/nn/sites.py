@@ -7,7 +7,10 @@ layers, and every tensor gated by :func:`l0.l0_gate`. A site says
 * ``masks(values)`` — one value per gate → ``(weight_mask, bias_mask)``, each broadcasting
   against the weight and the bias (``bias_mask`` is None when the bias is not gated);
 * ``unit_dim`` — which units of the weight one gate covers: ``None`` one entry, ``0`` one output
-  unit or channel (a row, with its bias), ``1`` one input unit (a column);
+  unit or channel (a row, with its bias), ``1`` one input unit (a column) — descriptive: the
+  consumers read the masks, whose shapes say the same;
+* ``gated_weight``, ``gated_bias`` — the weight and bias before the gates (reading them draws
+  no gates);
 * ``module`` — the module that computes with the gated weight (hooks see its output);
 * ``dense`` — whether that module is a dense linear map of its inputs (a linear layer or an
   ungrouped convolution, weight ``(out, in, *kernel)``), which export and the MAC count follow;
@@ -29,7 +32,8 @@ from torch.nn.utils import parametrize
 
 from .gates import HardConcrete
 
-__all__ = ["GateSite", "gate_sites", "site_of", "open_probabilities", "open_at_test_time"]
+__all__ = ["GateSite", "gate_sites", "site_of", "plain_tensor", "weight_and_bias",
+           "open_probabilities"]
 
 
 class GateSite:
@@ -132,24 +136,29 @@ def site_of(module: nn.Module) -> GateSite | None:
     return None
 
 
+def plain_tensor(module: nn.Module, name: str) -> Tensor | None:
+    """``module.<name>`` before any parametrization (reading it draws no gates), or None."""
+    if parametrize.is_parametrized(module, name):
+        return module.parametrizations[name].original
+    return getattr(module, name, None)
+
+
+def weight_and_bias(module: nn.Module) -> tuple[Tensor, Tensor | None]:
+    """The weight and bias of a layer before its gates (a site's ``gated_weight`` and
+    ``gated_bias``, a plain layer's own): reading them draws no gates."""
+    site = site_of(module)
+    if site is not None:
+        return site.gated_weight, site.gated_bias
+    return plain_tensor(module, "weight"), plain_tensor(module, "bias")
+
+
 def open_probabilities(module: nn.Module) -> Tensor:
     """P(open) of the gates on ``module``'s weight, shaped to broadcast against it: (out, 1, ...)
     for output-unit or channel gates, (1, in, ...) for input-unit gates, the weight's shape for
     per-weight gates, a scalar 1 for an ungated module (differentiable)."""
     site = site_of(module)
     if site is None:
-        weight = module.weight
+        weight = plain_tensor(module, "weight")
         return torch.ones((), dtype=weight.dtype, device=weight.device)
     return site.masks(site.gate.get_active_prob())[0]
 
-
-@torch.no_grad()
-def open_at_test_time(module: nn.Module) -> Tensor:
-    """1 where the test-time gate on ``module``'s weight is open, else 0, shaped as
-    :func:`open_probabilities`."""
-    site = site_of(module)
-    if site is None:
-        weight = module.weight
-        return torch.ones((), dtype=weight.dtype, device=weight.device)
-    opened = site.gate.deterministic() != 0
-    return site.masks(opened.to(site.gated_weight.dtype))[0]

@@ -175,11 +175,14 @@ class SparseL0Linear(LegacyGateNames, nn.Module):
         if X.shape[0] == 0:
             raise ValueError("`X_sparse` must have at least one row (sample); got 0 rows.")
         values = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
-        if values.dtype == object or not (np.issubdtype(values.dtype, np.number)
-                                          or values.dtype == bool):
+        try:  # numbers of any dtype (object arrays of numbers too, as 0.6.x took them)
+            if values.dtype.kind in "USV":
+                raise ValueError
+            values = values.astype(np.float32)
+        except (TypeError, ValueError):
             raise fail("y", "numeric targets (one per row of X_sparse)", f"dtype {values.dtype}",
-                       TypeError)
-        y = torch.as_tensor(values.astype(np.float32), device=self.device).reshape(-1)
+                       TypeError) from None
+        y = torch.as_tensor(values, device=self.device).reshape(-1)
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"`y` must have {X.shape[0]} entries; got {y.shape[0]}.")
         if not bool(torch.isfinite(y).all()):
