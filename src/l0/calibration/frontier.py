@@ -81,7 +81,7 @@ def frontier_spec(M: Any, spec: ProblemSpec, budgets: Sequence[int], **kwargs: A
     options = kwargs.pop("options", None)
     base = options_for(METHOD_TABLE["l0"], options, kwargs)
     problem = spec.build(M)
-    search = CappedVertexSearch(problem) if problem.M.nnz <= VERTEX_UP_TO_NNZ else None
+    search = CappedVertexSearch(problem, columns=problem.M.nnz > VERTEX_UP_TO_NNZ)
     results = {}
     for budget in sorted(set(budgets), reverse=True):
         opts = options_for(METHOD_TABLE["l0"], base, {"max_records": budget})

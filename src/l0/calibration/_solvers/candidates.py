@@ -136,12 +136,14 @@ def gates_then_vertex(contest: Contest, so_far: Sequence[Candidate]) -> Candidat
                      f"missed {missed} targets)", trained.engine, trained.loop, decisive=True)
 
 
-def strategies(opts: L0Options, use_vertex: bool) -> list[Strategy]:
-    """The strategies that apply, in the order they are tried."""
+def strategies(opts: L0Options, use_vertex: bool, whole: bool = True) -> list[Strategy]:
+    """The strategies that apply, in the order they are tried (``whole``: the LPs may hold the
+    whole matrix; without it, the vertex comes from column generation and the pruned vertex,
+    whose elastic LP needs every record in one model, is not tried)."""
     if not use_vertex:  # no budget, too large for HiGHS, or sharded records
         return [gates]
     if opts.selection == "auto":
-        return [vertex, pruned_vertex, gates]
+        return [vertex, pruned_vertex, gates] if whole else [vertex, gates]
     return [gates, gates_then_vertex]
 
 

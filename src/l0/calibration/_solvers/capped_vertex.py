@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from .._problem import CalibrationProblem
+from ._column_generation import ColumnGenerationLP
 from ._highs import WarmLP
 from .exact import Vertex, clean_ratios
 
@@ -35,15 +36,21 @@ class CappedVertexSearch:
         LP solves one :meth:`fit` may spend.
     time_limit : float, optional
         Seconds HiGHS may spend on each solve.
+    columns : bool, default False
+        Solve each capped LP by column generation on a working set of records
+        (:class:`._column_generation.ColumnGenerationLP`) instead of on the whole matrix: the
+        same optimal value, proved by pricing every record, without HiGHS holding every record.
     """
 
     def __init__(self, problem: CalibrationProblem, *, max_solves: int = 40,
-                 time_limit: float | None = None) -> None:
+                 time_limit: float | None = None, columns: bool = False) -> None:
         self.problem = problem
         self.max_solves = max_solves
+        self.columns = columns
         A, b, tol = problem.ratio_system()
-        self._lp = WarmLP(A, b - tol, b + tol, problem.design / problem.design.sum(),
-                          time_limit=time_limit)
+        lp = ColumnGenerationLP if columns else WarmLP
+        self._lp = lp(A, b - tol, b + tol, problem.design / problem.design.sum(),
+                      time_limit=time_limit)
         self.solved: dict[float, Vertex] = {}
         self.seconds = 0.0
 

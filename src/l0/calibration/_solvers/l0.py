@@ -97,9 +97,13 @@ def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
     sharded = problem.shards.sharded
     use_vertex = not sharded and (opts.max_records is not None or opts.target_error is not None) \
         and (search is not None or problem.M.nnz <= VERTEX_UP_TO_NNZ)
+    if not use_vertex and not sharded and opts.max_records is not None and search is None:
+        # too large for HiGHS on the whole matrix: the capped vertex by column generation
+        search, use_vertex = CappedVertexSearch(problem, columns=True), True
     contest = Contest(problem, opts, opts.max_records, search,
                       noise=_block_noise(problem, opts) if sharded else None)
-    winner = choose(run(contest, strategies(opts, use_vertex)),
+    winner = choose(run(contest, strategies(opts, use_vertex,
+                                            whole=search is None or not search.columns)),
                     lambda candidate: loss_score(problem, candidate.ratios))
     if winner.loop is None and (opts.checkpoint is not None or opts.resume is not None):
         warn_user(
