@@ -41,8 +41,9 @@ def calibrate(
     Methods:
 
     * ``"l0"`` (default) — *select, then refit*: choose a support (under ``max_records=k`` the
-      capped LP vertex that fits in ``k`` records when the problem is small enough, otherwise
-      Hard Concrete gates trained by Adam with analytic gradients), then publish the
+      capped LP vertex that fits in ``k`` records — HiGHS on the whole matrix, or column
+      generation on a working set of records when the matrix is large — otherwise Hard
+      Concrete gates trained by Adam with analytic gradients), then publish the
       minimum-distance weights on it that meet every target within ``bounds`` (or, when the
       support cannot, the least-loss weights, pricing records into the free budget).
       Settings: :class:`~l0.calibration.options.L0Options`.

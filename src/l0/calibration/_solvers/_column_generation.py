@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._highs import _silent_stdout
+from ._highs import silent_stdout
 
 __all__ = ["ColumnGenerationLP"]
 
@@ -61,7 +61,7 @@ class ColumnGenerationLP:
         self.cost = np.asarray(cost, dtype=np.float64)
         self._scale = float(np.max(np.abs(self.cost))) or 1.0
         self.batch = batch or max(2 * self.q, 64)
-        with _silent_stdout():
+        with silent_stdout():
             self._highs = highspy.Highs()
         h = self._highs
         h.setOptionValue("output_flag", False)

@@ -14,13 +14,13 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["WarmLP"]
+__all__ = ["WarmLP", "silent_stdout"]
 
 _BANNER_SHOWN = False
 
 
 @contextlib.contextmanager
-def _silent_stdout():  # noqa: ANN202
+def silent_stdout():  # noqa: ANN202
     """HiGHS prints a copyright banner from C++ on its first construction in a process."""
     global _BANNER_SHOWN
     if _BANNER_SHOWN:
@@ -57,7 +57,7 @@ class WarmLP:
                  cost: np.ndarray, time_limit: float | None = None) -> None:
         import highspy
 
-        with _silent_stdout():
+        with silent_stdout():
             self._highs = highspy.Highs()
         h = self._highs
         h.setOptionValue("output_flag", False)

@@ -140,7 +140,7 @@ def strategies(opts: L0Options, use_vertex: bool, whole: bool = True) -> list[St
     """The strategies that apply, in the order they are tried (``whole``: the LPs may hold the
     whole matrix; without it, the vertex comes from column generation and the pruned vertex,
     whose elastic LP needs every record in one model, is not tried)."""
-    if not use_vertex:  # no budget, too large for HiGHS, or sharded records
+    if not use_vertex:  # no budget (or target_error alone above the limit), or sharded records
         return [gates]
     if opts.selection == "auto":
         return [vertex, pruned_vertex, gates] if whole else [vertex, gates]

@@ -76,8 +76,9 @@ def solve_l0(problem: CalibrationProblem, opts: L0Options, *,
         The budget: at most ``max_records`` records, every target within ``target_error``, or
         the L0 strength.
     selection : {"auto", "gates"}
-        ``"auto"``: the capped vertex that fits (at most :data:`VERTEX_UP_TO_NNZ` non-zeros),
-        else the better by loss of the pruned vertex and the gates; ``"gates"``: the gates, the
+        ``"auto"``: the capped vertex that fits (HiGHS on the whole matrix up to
+        :data:`VERTEX_UP_TO_NNZ` non-zeros, column generation above), else the better by loss
+        of the pruned vertex (whole matrix only) and the gates; ``"gates"``: the gates, the
         vertex only when their support misses a target.
     refit, refit_distance, refit_iter
         How the selected support's weights are published (:mod:`.refit`).
