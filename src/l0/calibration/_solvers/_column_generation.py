@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._highs import silent_stdout
+from ._highs import quiet_highs
 
 __all__ = ["ColumnGenerationLP"]
 
@@ -61,14 +61,7 @@ class ColumnGenerationLP:
         self.cost = np.asarray(cost, dtype=np.float64)
         self._scale = float(np.max(np.abs(self.cost))) or 1.0
         self.batch = batch or max(2 * self.q, 64)
-        with silent_stdout():
-            self._highs = highspy.Highs()
-        h = self._highs
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("primal_feasibility_tolerance", 1e-10)
-        h.setOptionValue("dual_feasibility_tolerance", 1e-10)
-        if time_limit is not None:
-            h.setOptionValue("time_limit", float(time_limit))
+        self._highs = quiet_highs(time_limit)
         self._penalty = self._first_penalty = 1e3 * self._scale * max(self.n, 1)
         self._start_model(np.asarray(row_low, float), np.asarray(row_high, float))
         self.columns = np.zeros(0, dtype=np.int64)  # the working set, in model order

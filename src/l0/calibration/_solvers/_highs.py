@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["WarmLP", "silent_stdout"]
+__all__ = ["WarmLP", "quiet_highs", "silent_stdout"]
 
 _BANNER_SHOWN = False
 
@@ -41,6 +42,20 @@ def silent_stdout():  # noqa: ANN202
         os.close(fd)
 
 
+def quiet_highs(time_limit: float | None = None) -> Any:
+    """A silent ``highspy.Highs`` with the tight feasibility tolerances every LP here uses."""
+    import highspy
+
+    with silent_stdout():
+        h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("primal_feasibility_tolerance", 1e-10)
+    h.setOptionValue("dual_feasibility_tolerance", 1e-10)
+    if time_limit is not None:
+        h.setOptionValue("time_limit", float(time_limit))
+    return h
+
+
 class WarmLP:
     """``min cost·x  s.t.  row_low <= A x <= row_high,  0 <= x <= upper`` with a warm basis.
 
@@ -57,14 +72,7 @@ class WarmLP:
                  cost: np.ndarray, time_limit: float | None = None) -> None:
         import highspy
 
-        with silent_stdout():
-            self._highs = highspy.Highs()
-        h = self._highs
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("primal_feasibility_tolerance", 1e-10)
-        h.setOptionValue("dual_feasibility_tolerance", 1e-10)
-        if time_limit is not None:
-            h.setOptionValue("time_limit", float(time_limit))
+        self._highs = h = quiet_highs(time_limit)
         A = sp.csc_array(A)
         self.n = A.shape[1]
         lp = highspy.HighsLp()
