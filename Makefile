@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/gates_speed.py
 	$(PY) benchmarks/calibration_speed.py --readme
 	$(PY) benchmarks/selection.py
+	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/geography.py
 	$(PY) benchmarks/distributed.py
 	$(PY) benchmarks/nn_lenet5.py --budget 0.15
