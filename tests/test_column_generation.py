@@ -60,3 +60,21 @@ def test_calibrate_above_the_whole_matrix_limit_takes_the_column_generated_verte
     assert whole.info["selection"] == columns.info["selection"] == "capped vertex"
     assert columns.status == "exact" and columns.n_active <= 400 and columns.max_error < 1e-9
     assert columns.ess >= 0.98 * whole.ess
+
+
+def test_the_vertex_search_reports_progress_in_a_few_log_lines_off_a_terminal(caplog, monkeypatch):
+    import logging
+
+    M, y = _problem(n=4000, q=60, seed=1)
+    monkeypatch.setattr(l0_solver, "VERTEX_UP_TO_NNZ", 0)
+    with caplog.at_level(logging.INFO, logger="l0"):
+        result = calibrate(M, y, max_records=400, progress=None)  # pytest's stderr: no terminal
+    lines = [r.getMessage() for r in caplog.records if "capped vertex" in r.getMessage()]
+    assert lines[0] == "l0 capped vertex for 400 records: started"
+    assert lines[-1].startswith("l0 capped vertex for 400 records: cap ")
+    assert f"{result.n_active:,} records, {result.info['lp_solves']} LP solves in " in lines[-1]
+    assert len(lines) <= 2 + result.info["lp_solves"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="l0"):
+        calibrate(M, y, max_records=400, progress=False)
+    assert not caplog.records

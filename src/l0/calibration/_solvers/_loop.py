@@ -16,10 +16,8 @@ bit the uninterrupted one.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,19 +25,11 @@ import torch
 
 from ...nn.schedules import BudgetController
 from ._engine import GradientEngine
+from ._progress import LOG, is_terminal
 
 __all__ = ["StoppingRule", "TrainingLoop", "check_checkpoint_path"]
 
 _CHECKPOINT_KEYS = {"engine", "loop", "controller", "fingerprint"}
-_LOG = logging.getLogger("l0")
-
-
-def _is_terminal() -> bool:
-    """Whether a person watches: stderr is a terminal (a CI log or a file is not)."""
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced or closed stderr
-        return False
 
 
 def check_checkpoint_path(path: str | os.PathLike) -> None:
@@ -114,7 +104,7 @@ class TrainingLoop:
         stop_at = rule.max_epochs if epochs is None else engine.epoch + epochs
         self._log_every = None
         if progress is None:
-            progress = _is_terminal()
+            progress = is_terminal()
             if not progress:
                 self._log_every = max(1, (stop_at - engine.epoch) // 4)
         start_epoch = engine.epoch
@@ -150,11 +140,11 @@ class TrainingLoop:
             if bar is not None:
                 bar.close()
             if self._log_every and st.history:
-                _LOG.info("l0 gate training stopped at epoch %d: %s", engine.epoch, st.reason)
+                LOG.info("l0 gate training stopped at epoch %d: %s", engine.epoch, st.reason)
 
     def _log_line(self, stop_at: int) -> None:
         row = self.state.history[-1]
-        _LOG.info("l0 gate training: epoch %d of at most %d, max error %.3g, %d records open",
+        LOG.info("l0 gate training: epoch %d of at most %d, max error %.3g, %d records open",
                   self.engine.epoch, stop_at, row["max_error"], row["n_open"])
 
     def _evaluate(self, bar: Any) -> bool:

@@ -215,7 +215,7 @@ def _vertex_candidate(problem: CalibrationProblem, k: int | None, opts: L0Option
         info = {"selection": "band vertex", "lp_seconds": vertex.seconds}
     else:
         search = search or CappedVertexSearch(problem)
-        vertices = search.fit(k, candidates=1 if not opts.refit else 12)
+        vertices = search.fit(k, candidates=1 if not opts.refit else 12, progress=opts.progress)
         if not vertices:
             return None
         info = {"selection": "capped vertex", "lp_solves": len(search.solved),

@@ -21,6 +21,7 @@ import numpy as np
 from .._problem import CalibrationProblem
 from ._column_generation import ColumnGenerationLP
 from ._highs import WarmLP
+from ._progress import Phase
 from .exact import Vertex, clean_ratios
 
 __all__ = ["CappedVertexSearch"]
@@ -70,12 +71,15 @@ class CappedVertexSearch:
             self.solved[cap] = v
         return self.solved[cap]
 
-    def fit(self, k: int, candidates: int = 1) -> list[Vertex]:
+    def fit(self, k: int, candidates: int = 1, progress: bool | None = False) -> list[Vertex]:
         """Up to ``candidates`` vertices with at most ``k`` records, the largest first (empty when
-        not even the loosest cap, the upper bound, fits or is feasible)."""
+        not even the loosest cap, the upper bound, fits or is feasible). ``progress``: a bar
+        or log lines per LP solve (see :mod:`._progress`)."""
+        phase = Phase(f"capped vertex for {k:,} records", progress, unit="LP")
         high = self.problem.bounds[1]
-        loosest = self.vertex(high)
+        loosest = self._solve_shown(high, phase)
         if loosest.status != "exact" or len(loosest.support) > k:
+            phase.close("no capped vertex fits")
             return []
         if math.isinf(high):  # the unbounded vertex's largest ratio caps it just as well
             self.solved.setdefault(float(loosest.ratios.max()), loosest)
@@ -86,7 +90,9 @@ class CappedVertexSearch:
             cap = self._next_cap(fits, over, k)
             if cap is None:
                 break
-            self.vertex(cap)
+            self._solve_shown(cap, phase)
+        fits = min(c for c in self.solved if self._count(c) <= k)
+        phase.close(f"cap {fits:.4g}, {self._count(fits):,} records, {len(self.solved)} LP solves")
         fitting = sorted((c for c in self.solved if self._count(c) <= k),
                          key=lambda c: (-self._count(c), c))
         unique, seen = [], set()
@@ -96,6 +102,15 @@ class CappedVertexSearch:
                 seen.add(key)
                 unique.append(self.solved[c])
         return unique[:candidates]
+
+    def _solve_shown(self, cap: float, phase: Phase) -> Vertex:
+        vertex = self.vertex(cap)
+        facts = {"cap": f"{cap:.4g}", "records": f"{self._count(cap):,}"}
+        lp = self._lp
+        if self.columns:  # the column generation's own work so far
+            facts.update(rounds=lp.rounds, columns=f"{len(lp.columns):,}")
+        phase.step(**facts)
+        return vertex
 
     def cap_of(self, vertex: Vertex) -> float:
         """The lowest cap at which ``vertex`` was found."""
