@@ -18,6 +18,7 @@ import numpy as np
 
 from .._validation import check_choice, check_real, fail
 from ._comm import Communicator, ShardLayout
+from ._labels import align_to_labels
 from ._matrix import as_csr, as_vector
 from ._problem import LOSSES, CalibrationProblem
 from ._target_checks import warn_about_targets
@@ -64,6 +65,10 @@ class ProblemSpec:
         loads; ``shards``: the layout of an already loaded block) and warn about unreachable or
         conflicting targets. Raises ``TypeError``/``ValueError`` naming the argument."""
         spec = self
+        given = {"y": self.y, **self.arguments()}
+        labelled = align_to_labels(M, given)  # labels win over positions
+        if any(labelled[k] is not given[k] for k in given):
+            spec = _replace(self, **labelled)
         if isinstance(M, ColumnShards):
             M, shards = M.load()
             spec = _replace(self, init_weights=_local_slice(self.init_weights, shards))
