@@ -201,3 +201,31 @@ def test_population_margins_are_met_by_the_population_itself(rows):
     # every record sits in exactly one cell of the crossed count
     counts = targets.matrix[: sum(g.startswith("count") for g in targets.groups)]
     np.testing.assert_array_equal(counts.sum(axis=0), 1.0)
+
+
+@pytest.mark.parametrize("expr, refusal", [
+    ("@np.ones(3) > 0", r"got a reference to a variable \('@'\)"),
+    ("enroll.to_csv('{path}') == 0", r"got a call \(filters may not call"),
+    ("enroll.values > 1", r"got an attribute \('values'"),
+    ("__import__('os').system('true') == 0", r"got a call \(filters may not call"),
+    ("enroll[0] > 1", r"got an index"),
+    ("lambda: 1", r"got a Lambda expression"),
+    ("secret > 1", r"names 'secret': not a column of the records"),
+])
+def test_a_filter_reaches_nothing_but_the_records_columns(tmp_path, expr, refusal):
+    records = pd.DataFrame({"stype": ["E", "H", "M"], "enroll": [100.0, 600.0, 300.0],
+                            "api score": [500.0, 700.0, 650.0]})
+    path = tmp_path / "written.csv"
+    table = pd.DataFrame({"value": [1.0], "filter": [expr.format(path=path)]})
+    with pytest.raises(ValueError, match=refusal):
+        build_targets(records, table=table)
+    assert not path.exists()
+
+
+def test_ordinary_filters_still_work():
+    records = pd.DataFrame({"stype": ["E", "H", "M"], "enroll": [100.0, 600.0, 300.0],
+                            "api score": [500.0, 700.0, 650.0]})
+    table = pd.DataFrame({"value": [2.0, 1.0, 1.0], "filter": [
+        "stype in ['E', 'M']", "enroll > 500 and not (stype == 'E')", "`api score` >= 650 & ~(enroll < 200) & (enroll > -1)"]})
+    M, y, names, _ = build_targets(records, table=table)
+    assert M.toarray().tolist() == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 1.0, 1.0]]

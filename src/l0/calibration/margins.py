@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._validation import check_choice, fail, plain
+from ._filters import evaluate_filter
 from .targets import Targets
 
 __all__ = ["Count", "Total", "Targets", "build_targets", "TABLE_COLUMNS"]
@@ -112,8 +113,9 @@ def build_targets(
         margin or computed on ``population``.
     table : pandas.DataFrame, optional
         A long-format targets table, one row per target: ``value`` (required); ``filter`` (a
-        pandas query on the records' columns, e.g. ``"stype == 'E' and enroll > 500"``; empty:
-        every record); ``variable`` (the column summed; empty: a count); ``name`` and ``group``
+        condition on the records' columns, e.g. ``"stype == 'E' and enroll > 500"``: columns,
+        constants, comparisons, ``in``, ``and``/``or``/``not`` and arithmetic only — no
+        ``@variables``, calls or attributes, refused by name; empty: every record); ``variable`` (the column summed; empty: a count); ``name`` and ``group``
         (labels; defaults derived from the filter and variable).
     population : pandas.DataFrame, optional
         The population the totals of margins without ``totals`` are computed on.
@@ -367,7 +369,12 @@ def _add_table(rows: _Rows, records: Any, table: Any, missing: str) -> None:
 
 def _evaluate_filter(records: Any, expr: str, where: str) -> np.ndarray:
     try:
-        mask = records.eval(expr)
+        mask = evaluate_filter(records, expr, where)  # columns and constants only, checked first
+    except ValueError as exc:
+        if str(exc).startswith(f"`{where}` has filter"):
+            raise
+        raise ValueError(f"`{where}` has filter {expr!r}, which pandas cannot evaluate on the "
+                         f"records: {type(exc).__name__}: {exc}") from None
     except Exception as exc:  # pandas raises many types for a bad expression
         raise ValueError(f"`{where}` has filter {expr!r}, which pandas cannot evaluate on the "
                          f"records: {type(exc).__name__}: {exc}") from None
