@@ -152,3 +152,35 @@ def test_the_console_entry_point_exits_2_in_a_subprocess_of_its_own(files):
 def test_help_exits_0():
     out = run("--help")
     assert out.returncode == 0 and "calibrate" in out.stdout
+
+
+@pytest.mark.parametrize("out, report, message", [
+    ("w.csv", "missing-folder/r.html", "--report must be a path in an existing folder"),
+    ("missing-folder/w.csv", None, "--out must be a path in an existing folder"),
+    (".", None, "--out must be a file path; got '.', which is a directory."),
+])
+def test_every_output_path_is_checked_before_any_work(files, monkeypatch, capsys, out, report,
+                                                      message):
+    from l0 import cli
+
+    path, _, _ = files
+    monkeypatch.chdir(path)
+    monkeypatch.setattr(cli, "_problem", lambda args: pytest.fail("the files were read"))
+    argv = ["calibrate", "--matrix", "M.npz", "--targets", "y.csv", "--out", out]
+    assert cli.main(argv + (["--report", report] if report else [])) == 2
+    assert message in capsys.readouterr().err
+    assert not (path / "w.csv").exists()
+
+
+def test_a_report_without_matplotlib_is_one_line(files, monkeypatch, capsys):
+    from l0 import cli
+
+    path, _, _ = files
+    monkeypatch.chdir(path)
+    monkeypatch.setattr(cli, "_has_plotting", lambda: False)
+    argv = ["calibrate", "--matrix", "M.npz", "--targets", "y.csv", "--report", "r.html"]
+    assert cli.main(argv) == 2
+    assert "pip install 'l0-python[plot]'" in capsys.readouterr().err
+    assert cli.demo(records=800, report="r.html") == 0  # the demo runs and says so
+    assert "no report written: the report needs matplotlib" in capsys.readouterr().out
+    assert not (path / "r.html").exists()

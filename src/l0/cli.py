@@ -86,10 +86,36 @@ def _problem(args: argparse.Namespace) -> tuple[Any, Any]:
     return M, ProblemSpec(y, **kwargs)
 
 
+def _check_output(path: str | None, option: str) -> None:
+    """Refuse, before any work, an output the command could not write at the end: a folder
+    that does not exist or is not writable, a path that is a directory."""
+    if not path:
+        return
+    full = os.path.abspath(path)
+    folder = os.path.dirname(full)
+    if os.path.isdir(full):
+        raise UsageError(f"{option} must be a file path; got {path!r}, which is a directory.")
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option} must be a path in an existing folder; got {path!r} "
+                         f"(no folder {folder!r}).")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{option} must be a path in a writable folder; got {path!r}.")
+
+
+def _has_plotting() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+_PLOT_EXTRA = "the report needs matplotlib: pip install 'l0-python[plot]'"
+
+
 # --------------------------------------------------------------------------- commands
 def demo(records: int = 800, bounds: tuple[float, float] = (0.0, 12.0), seed: int = 0,
          report: str | None = "l0-demo-report.html") -> int:
     """Calibrate the bundled California schools with a record budget and bounds on w/d."""
+    _check_output(report, "--report")
     import numpy as np
     import torch
 
@@ -128,7 +154,9 @@ def demo(records: int = 800, bounds: tuple[float, float] = (0.0, 12.0), seed: in
     print(f"\nworst relative error over all {len(y)} totals: calibrated "
           f"{result.max_error:.1e} with {result.n_active} schools; random sample of the same "
           f"size {naive_errors.max():.1%}")
-    if report:
+    if report and not _has_plotting():
+        print(f"\nno report written: {_PLOT_EXTRA}")
+    elif report:
         path = result.report(report, title=f"California schools: {result.n_active} of {n:,} "
                                            f"schools, w/d in {bounds}")
         print(f"\nreport: {path}")
@@ -139,6 +167,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     from .calibration._calibrate import calibrate_spec
     from .calibration._solvers.methods import METHOD_TABLE
 
+    _check_output(args.out, "--out")
+    _check_output(args.report, "--report")
+    if args.report and not _has_plotting():
+        raise UsageError(f"--report cannot be written: {_PLOT_EXTRA}.")
     M, spec = _problem(args)
     settings: dict[str, Any] = {}
     if args.max_records is not None:
@@ -163,6 +195,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _frontier(args: argparse.Namespace) -> int:
     from .calibration.frontier import frontier_spec
 
+    _check_output(args.out, "--out")
     M, spec = _problem(args)
     table = frontier_spec(M, spec, args.budgets, seed=args.seed, progress=None)
     print(table.drop(columns=["selection"]).to_string(index=False, float_format=lambda x:

@@ -115,8 +115,9 @@ def build_targets(
         A long-format targets table, one row per target: ``value`` (required); ``filter`` (a
         condition on the records' columns, e.g. ``"stype == 'E' and enroll > 500"``: columns,
         constants, comparisons, ``in``, ``and``/``or``/``not`` and arithmetic only — no
-        ``@variables``, calls or attributes, refused by name; empty: every record); ``variable`` (the column summed; empty: a count); ``name`` and ``group``
-        (labels; defaults derived from the filter and variable).
+        ``@variables``, calls or attributes, refused by name; empty: every record);
+        ``variable`` (the column summed; empty: a count); ``name`` and ``group`` (labels;
+        defaults derived from the filter and variable).
     population : pandas.DataFrame, optional
         The population the totals of margins without ``totals`` are computed on.
     population_weights : str or array-like, optional
