@@ -162,3 +162,11 @@ def test_the_cost_tools_need_only_the_protocol_names():
     x = torch.randn(5, 6)
     assert layer_costs(model, x)["0"]["macs_active"] == 24
     assert ComputeCost(model, x).dense_macs == 6 * 8 + 8 * 3
+
+
+def test_a_layer_under_another_parametrization_is_counted_as_plain():
+    from torch.nn.utils.parametrizations import weight_norm
+
+    model = nn.Sequential(weight_norm(nn.Linear(4, 3)), nn.ReLU(), nn.Linear(3, 2))
+    assert layer_costs(model, torch.zeros(1, 4))["total"]["macs_total"] == 18
+    assert ComputeCost(model, torch.zeros(1, 4)).dense_macs == 18

@@ -139,7 +139,9 @@ def site_of(module: nn.Module) -> GateSite | None:
 def plain_tensor(module: nn.Module, name: str) -> Tensor | None:
     """``module.<name>`` before any parametrization (reading it draws no gates), or None."""
     if parametrize.is_parametrized(module, name):
-        return module.parametrizations[name].original
+        original = getattr(module.parametrizations[name], "original", None)
+        if original is not None:  # one original (not weight_norm's original0/original1)
+            return original
     return getattr(module, name, None)
 
 
