@@ -28,10 +28,10 @@ _TOTALS = ("params_total", "params_expected", "params_active", "macs_total", "ma
 def _weight_probabilities(module: nn.Module) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """(P(open), test-time open) for the weight, and the same for the bias (None if ungated)."""
     site = site_of(module)
-    weight = weight_and_bias(module)[0]
-    ones = torch.ones_like(weight)
     if site is None:
+        ones = torch.ones_like(weight_and_bias(module)[0])
         return ones, ones, None, None
+    ones = torch.ones_like(site.gated_weight)
     w_prob, b_prob = site.masks(site.gate.get_active_prob())
     w_open, b_open = site.masks((site.gate.deterministic() != 0).to(w_prob.dtype))
     return w_prob * ones, w_open * ones, b_prob, b_open

@@ -89,7 +89,7 @@ class ColumnGenerationLP:
         index = index[~self._in[index]]
         if len(index) == 0:
             return
-        block = sp.csc_array(self.A[:, index])
+        block = self.AT[index]  # rows of Aᵀ = columns of A, already column-wise (no pass over A)
         bound = self._hs.kHighsInf if not np.isfinite(upper) else float(upper)
         self._highs.addCols(len(index), self.cost[index], np.zeros(len(index)),
                             np.full(len(index), bound), block.nnz,
